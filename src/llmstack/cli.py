@@ -1,0 +1,68 @@
+"""The `llmstack` command.
+
+    llmstack config [OVERRIDES...] [--preset P]   print the resolved config, derived numbers, stage keys
+    llmstack resume [SNAKEMAKE ARGS...]           unlock after a crash and rerun what is incomplete
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from omegaconf import OmegaConf
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from llmstack.config import one_line, param_counts, plan_runs
+
+    try:
+        plans = plan_runs(args.preset, args.run, " ".join(args.overrides), args.sweep)
+    except Exception as err:
+        print(f"llmstack: invalid config: {one_line(err)}", file=sys.stderr)
+        return 2
+    for plan in plans:
+        cfg = plan.cfg
+        counts = param_counts(cfg.model)
+        p = cfg.pretrain
+        print(f"# run {plan.name}  (preset={plan.preset} overrides={plan.overrides})")
+        if not args.keys_only:
+            print(OmegaConf.to_yaml(cfg, resolve=True))
+            print(f"# derived: {counts['total']:,} parameters ({counts['scaling']:,} scaling), "
+                  f"{p.total_batch_tokens:,} tokens/step x {p.max_steps:,} steps = "
+                  f"{p.total_batch_tokens * p.max_steps:,} tokens "
+                  f"({p.total_batch_tokens * p.max_steps / counts['scaling']:.1f} tokens/param)")
+        for name, spec in plan.stages.items():
+            print(f"# {name:14s} {spec.dir}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    extra = args.snakemake_args
+    unlock = subprocess.run(["snakemake", "--unlock", *extra], capture_output=True, text=True)
+    if unlock.returncode != 0:
+        sys.stderr.write(unlock.stderr)
+        return unlock.returncode
+    return subprocess.call(["snakemake", "--cores", "all", "--rerun-incomplete", *extra])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="llmstack", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("config", help="print the resolved config, derived sizes and stage folders")
+    c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.depth=12")
+    c.add_argument("--preset", default="tiny")
+    c.add_argument("--run", default=None)
+    c.add_argument("--sweep", default="", help='Hydra sweep, e.g. "model.depth=4,6"')
+    c.add_argument("--keys-only", action="store_true", help="print only the stage folders")
+    c.set_defaults(func=cmd_config)
+    r = sub.add_parser("resume", help="unlock after a crash and rerun incomplete jobs")
+    r.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed to snakemake (e.g. --config ...)")
+    r.set_defaults(func=cmd_resume)
+    args = ap.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Device, precision and thread choices, made once at run time so the same code runs on CPU and CUDA.
+
+    device = pick_device("auto")                 # cuda if present, else cpu
+    dtype = autocast_dtype(device, "auto")       # bf16 on CUDA and on CPUs with native bf16, else None
+    with autocast_context(device, dtype):
+        loss = model(x, y)
+    mfu = flops_per_second / peak_flops(device, dtype or torch.float32)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from pathlib import Path
+
+import torch
+
+_PRECISIONS = ("auto", "bf16", "fp32")
+
+# Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, in FLOP/s. Matched by
+# substring of torch.cuda.get_device_name(), most specific first.
+_CUDA_BF16_PEAK = (
+    ("GH200", 989e12),
+    ("H200", 989e12),
+    ("H100 NVL", 835e12),
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("B200", 2250e12),
+    ("B100", 1750e12),
+    ("H800", 989e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("L4", 121e12),
+    ("A10G", 70e12),
+    ("A10", 125e12),
+    ("A6000", 155e12),
+    ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12),
+)
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """Resolve "auto" | "cpu" | "cuda" | "cuda:N" to a usable torch.device."""
+    pref = preference.strip().lower()
+    if pref == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if pref == "cpu":
+        return torch.device("cpu")
+    if pref == "cuda" or pref.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {preference!r} requested but CUDA is not available; use device=cpu")
+        device = torch.device(pref)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device {preference!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+        return device
+    raise ValueError(f"unknown device {preference!r}; expected auto, cpu, cuda or cuda:N")
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (AMX-BF16 or AVX512-BF16), so autocast pays off."""
+    flags: set[str] = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                flags.update(line.split(":", 1)[1].split())
+                break
+    if {"amx_bf16", "avx512_bf16"} & flags:
+        return True
+    # Non-Linux hosts: ask torch's own cpuinfo probe (private API, hence the guard).
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    return False
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """Dtype to autocast matmuls to, or None for plain fp32.
+
+    "auto" picks bf16 on CUDA cards that support it and on CPUs with native bf16 (measured on an
+    AVX512-BF16 EPYC: ~2x the fp32 matmul rate, see bench/train_throughput.py), fp32 elsewhere.
+    """
+    if precision not in _PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(_PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+        if precision == "bf16" and not supported:
+            raise RuntimeError(f"precision=bf16 requested but {torch.cuda.get_device_name(device)} lacks bf16")
+        return torch.bfloat16 if supported else None
+    if precision == "bf16" or cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None):
+    """torch.autocast for `dtype` on `device`, or a no-op context when dtype is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _measured_matmul_flops(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
+    """Sustained FLOP/s of an n x n matmul in `dtype`, timed for about `seconds`."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(3):
+        a @ b
+    sync()
+    reps, start = 0, time.perf_counter()
+    while True:
+        a @ b
+        reps += 1
+        if reps % 4 == 0:
+            sync()
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                return 2.0 * n**3 * reps / elapsed
+
+
+@functools.cache
+def _peak_flops_cached(device_type: str, index: int | None, dtype: torch.dtype) -> float:
+    device = torch.device(device_type, index) if index is not None else torch.device(device_type)
+    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        name = torch.cuda.get_device_name(device)
+        for key, flops in _CUDA_BF16_PEAK:
+            if key in name:
+                return flops
+    n = 8192 if device.type == "cuda" else 1024
+    return _measured_matmul_flops(device, dtype, n, seconds=0.5)
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
+    """Peak FLOP/s for MFU: a data-sheet figure for known CUDA cards in bf16/fp16, else a measured
+    square-matmul rate for that dtype (about 0.5 s, cached per device and dtype)."""
+    return _peak_flops_cached(device.type, device.index, dtype)
+
+
+def usable_cpu_cores() -> int:
+    """Cores this process may use: OMP_NUM_THREADS when set (Snakemake sets it per job), else affinity."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def set_cpu_threads(world_size: int = 1) -> int:
+    """Give each of `world_size` local ranks an equal share of the cores; returns the thread count.
+
+    Without this every torchrun rank takes all cores and they oversubscribe (measured here:
+    3.2k vs 4.6k tok/s for two ranks on two cores, STACK-NOTES.md)."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    threads = max(1, usable_cpu_cores() // world_size)
+    torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,38 @@
+rule base_eval:
+    input:
+        model=upstream("base_eval", "pretrain", "model.pt"),
+        tokenizer=upstream("base_eval", "tokenizer", "tokenizer.model"),
+        data=upstream("base_eval", "data", "manifest.json"),
+    output:
+        result="artifacts/base_eval/{key}/eval.json",
+    params:
+        config=slice_json("base_eval"),
+    resources:
+        execution=execution_json("base_eval"),
+    log:
+        "artifacts/base_eval/{key}/base_eval.log",
+    threads: workflow.cores
+    shell:
+        launch("base_eval", ["model", "tokenizer", "data"])
+
+
+def eval_model(wc):
+    s = spec("eval", wc)
+    return f"artifacts/{s.config['model_stage']}/{s.config['inputs']['model']}/model.pt"
+
+
+rule eval:
+    input:
+        model=eval_model,
+        tokenizer=upstream("eval", "tokenizer", "tokenizer.model"),
+    output:
+        result="artifacts/eval/{key}/eval.json",
+    params:
+        config=slice_json("eval"),
+    resources:
+        execution=execution_json("eval"),
+    log:
+        "artifacts/eval/{key}/eval.log",
+    threads: workflow.cores
+    shell:
+        launch("eval", ["model", "tokenizer"])

@@ -1,0 +1,45 @@
+def run_outputs(wc):
+    """Everything of one run the report reads: each stage's declared result."""
+    files = {"run": f"runs/{wc.run}/run.json"}
+    for name, s in RUN_BY_NAME[wc.run].stages.items():
+        main = {"data": "manifest.json", "tokenizer": "tokenizer.json"}.get(s.stage, "metrics.json")
+        if s.stage in ("base_eval", "eval"):
+            main = "eval.json"
+        files[name.replace("/", "_")] = f"{s.dir}/{main}"
+    return files
+
+
+rule run_manifest:
+    output:
+        "runs/{run}/run.json",
+    params:
+        manifest=lambda wc: json.dumps(RUN_BY_NAME[wc.run].manifest(), sort_keys=True),
+    localrule: True
+    log:
+        "runs/{run}/run_manifest.log",
+    shell:
+        "python -m llmstack.stages.run_manifest {output:q} {params.manifest:q} > {log} 2>&1"
+
+
+rule report:
+    input:
+        unpack(run_outputs),
+    output:
+        "runs/{run}/report.md",
+    log:
+        "runs/{run}/report.log",
+    shell:
+        "python -m llmstack.launch report runs/{wildcards.run} > {log} 2>&1"
+
+
+rule sweep_report:
+    input:
+        [f"runs/{r.name}/report.md" for r in RUNS],
+    output:
+        f"runs/{SWEEP_NAME}/sweep.md",
+    params:
+        runs=[f"runs/{r.name}" for r in RUNS],
+    log:
+        f"runs/{SWEEP_NAME}/sweep.log",
+    shell:
+        "python -m llmstack.launch sweep_report {output:q} {params.runs:q} > {log} 2>&1"
