@@ -258,7 +258,9 @@ def model_dims(m: DictConfig | dict) -> dict[str, int]:
     head_dim = m["head_dim"]
     n_embd = m.get("n_embd") or max(head_dim, math.ceil(m["depth"] * m["aspect_ratio"] / head_dim) * head_dim)
     n_head = m.get("n_head") or max(1, n_embd // head_dim)
-    n_kv_head = m.get("n_kv_head") or max(1, n_head // m["kv_ratio"])
+    # the largest divisor of n_head within the kv_ratio budget, so every depth gives a valid GQA
+    n_kv_head = m.get("n_kv_head") or max(d for d in range(1, n_head + 1)
+                                           if n_head % d == 0 and d <= max(1, n_head // m["kv_ratio"]))
     if n_embd % n_head or n_head % n_kv_head:
         raise ValueError(f"model: n_embd={n_embd}, n_head={n_head}, n_kv_head={n_kv_head} do not divide")
     return {"n_layer": m["depth"], "n_embd": n_embd, "n_head": n_head, "n_kv_head": n_kv_head}
@@ -387,13 +389,15 @@ class RunPlan:
     cfg: DictConfig
     stages: dict[str, StageSpec]  # "eval/sft" for the eval of a chat model
 
+    def result_files(self) -> dict[str, str]:
+        """{name: the declared result file} of each stage of the run (what the report reads)."""
+        main = {"data": "manifest.json", "tokenizer": "tokenizer.json", "base_eval": "eval.json", "eval": "eval.json"}
+        return {name.replace("/", "_"): f"{s.dir}/{main.get(s.stage, 'metrics.json')}"
+                for name, s in self.stages.items()}
+
     def manifest(self) -> dict[str, Any]:
-        return {
-            "run": self.name,
-            "preset": self.preset,
-            "overrides": self.overrides,
-            "stages": {name: spec.dir for name, spec in sorted(self.stages.items())},
-        }
+        # Only what identifies the results: a chat.port override must not rerun anything.
+        return {"run": self.name, "stages": {name: spec.dir for name, spec in sorted(self.stages.items())}}
 
 
 def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:

@@ -1,11 +1,5 @@
 # `snakemake chat`: serve the first run's chat model in a Gradio app on chat.host:chat.port
-# until stopped. Not part of `all`; it writes nothing.
-
-
-def chat_model(wc):
-    run = RUNS[0]
-    stage = run.cfg.chat.stage
-    return {"model": f"{run.stages[stage].dir}/model.pt", "run": f"runs/{run.name}/run.json"}
+# until stopped. Not part of `all`; it writes nothing but its log.
 
 
 rule chat:
@@ -14,5 +8,9 @@ rule chat:
     localrule: True
     params:
         run=RUNS[0].name,
+    conda:
+        "../../envs/llmstack.yaml"
+    log:
+        f"runs/{RUNS[0].name}/chat.log",
     shell:
-        "llmstack serve --run {params.run}"
+        "llmstack serve --run {params.run} 2>&1 | tee {log}"

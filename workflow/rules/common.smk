@@ -10,10 +10,10 @@ from llmstack.config import one_line, plan_runs
 def _plan():
     try:
         return plan_runs(
-            preset=str(config.get("preset", "tiny")),
-            run=config.get("run"),
-            overrides=str(config.get("overrides", "")),
-            sweep=str(config.get("sweep", "")),
+            preset=str(config.get("preset") or "tiny"),
+            run=config.get("run") or None,
+            overrides=str(config.get("overrides") or ""),  # `overrides=` arrives as None
+            sweep=str(config.get("sweep") or ""),
         )
     except Exception as err:  # Hydra's message, one line, before any job starts
         sys.exit(f"llmstack: invalid config: {one_line(err)}")
@@ -21,7 +21,7 @@ def _plan():
 
 RUNS = _plan()
 RUN_BY_NAME = {r.name: r for r in RUNS}
-SWEEP_NAME = str(config.get("run") or config.get("preset", "tiny")) + "-sweep"
+SWEEP_NAME = str(config.get("run") or config.get("preset") or "tiny") + "-sweep"
 SPECS = {(s.stage, s.key): s for r in RUNS for s in r.stages.values()}
 
 
@@ -55,3 +55,20 @@ def launch(stage, inputs):
         f"python -m llmstack.launch {stage} artifacts/{stage}/{{wildcards.key}} "
         f"--config {{params.config:q}} --execution {{resources.execution:q}} {args} > {{log}} 2>&1"
     )
+
+
+def eval_model(wc):
+    """input of an eval job: the chat model its config names."""
+    s = spec("eval", wc)
+    return f"artifacts/{s.config['model_stage']}/{s.config['inputs']['model']}/model.pt"
+
+
+def run_outputs(wc):
+    """input of a report: every stage result of the run, plus its manifest."""
+    return {"run": f"runs/{wc.run}/run.json", **RUN_BY_NAME[wc.run].result_files()}
+
+
+def chat_model(wc):
+    """input of `snakemake chat`: the first run's model of the stage chat.stage names."""
+    run = RUNS[0]
+    return {"model": f"{run.stages[run.cfg.chat.stage].dir}/model.pt", "run": f"runs/{run.name}/run.json"}

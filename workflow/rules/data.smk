@@ -5,6 +5,8 @@ rule data:
         config=slice_json("data"),
     resources:
         execution=execution_json("data"),
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "artifacts/data/{key}/data.log",
     threads: 2
@@ -22,6 +24,8 @@ rule tokenizer:
         config=slice_json("tokenizer"),
     resources:
         execution=execution_json("tokenizer"),
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "artifacts/tokenizer/{key}/tokenizer.log",
     threads: 2

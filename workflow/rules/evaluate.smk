@@ -9,16 +9,13 @@ rule base_eval:
         config=slice_json("base_eval"),
     resources:
         execution=execution_json("base_eval"),
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "artifacts/base_eval/{key}/base_eval.log",
     threads: workflow.cores
     shell:
         launch("base_eval", ["model", "tokenizer", "data"])
-
-
-def eval_model(wc):
-    s = spec("eval", wc)
-    return f"artifacts/{s.config['model_stage']}/{s.config['inputs']['model']}/model.pt"
 
 
 rule eval:
@@ -31,6 +28,8 @@ rule eval:
         config=slice_json("eval"),
     resources:
         execution=execution_json("eval"),
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "artifacts/eval/{key}/eval.log",
     threads: workflow.cores

@@ -1,20 +1,11 @@
-def run_outputs(wc):
-    """Everything of one run the report reads: each stage's declared result."""
-    files = {"run": f"runs/{wc.run}/run.json"}
-    for name, s in RUN_BY_NAME[wc.run].stages.items():
-        main = {"data": "manifest.json", "tokenizer": "tokenizer.json"}.get(s.stage, "metrics.json")
-        if s.stage in ("base_eval", "eval"):
-            main = "eval.json"
-        files[name.replace("/", "_")] = f"{s.dir}/{main}"
-    return files
-
-
 rule run_manifest:
     output:
         "runs/{run}/run.json",
     params:
         manifest=lambda wc: json.dumps(RUN_BY_NAME[wc.run].manifest(), sort_keys=True),
     localrule: True
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "runs/{run}/run_manifest.log",
     shell:
@@ -26,6 +17,8 @@ rule report:
         unpack(run_outputs),
     output:
         "runs/{run}/report.md",
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "runs/{run}/report.log",
     shell:
@@ -39,6 +32,8 @@ rule sweep_report:
         f"runs/{SWEEP_NAME}/sweep.md",
     params:
         runs=[f"runs/{r.name}" for r in RUNS],
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         f"runs/{SWEEP_NAME}/sweep.log",
     shell:

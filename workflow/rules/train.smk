@@ -14,6 +14,8 @@ rule pretrain:
         config=slice_json("pretrain"),
     resources:
         execution=execution_json("pretrain"),
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "artifacts/pretrain/{key}/pretrain.log",
     threads: workflow.cores
@@ -32,6 +34,8 @@ rule midtrain:
         config=slice_json("midtrain"),
     resources:
         execution=execution_json("midtrain"),
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "artifacts/midtrain/{key}/midtrain.log",
     threads: workflow.cores
@@ -50,6 +54,8 @@ rule sft:
         config=slice_json("sft"),
     resources:
         execution=execution_json("sft"),
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "artifacts/sft/{key}/sft.log",
     threads: workflow.cores
@@ -68,6 +74,8 @@ rule rl:
         config=slice_json("rl"),
     resources:
         execution=execution_json("rl"),
+    conda:
+        "../../envs/llmstack.yaml"
     log:
         "artifacts/rl/{key}/rl.log",
     threads: workflow.cores
