@@ -13,7 +13,9 @@ from llmstack.data.local import iter_local_texts, resolve_paths
 
 
 def write_parquet(path, texts, column="text", row_group_size=2):
-    pq.write_table(pa.table({column: texts, "id": list(range(len(texts)))}), path, row_group_size=row_group_size)
+    pq.write_table(
+        pa.table({column: texts, "id": list(range(len(texts)))}), path, row_group_size=row_group_size
+    )
 
 
 def write_jsonl(path, records, compress=False):
@@ -58,7 +60,10 @@ def test_txt_modes(tmp_path):
         "para two",
         "para three",
     ]
-    assert list(iter_local_texts(pattern, txt_split="line two")) == ["para one\n", "\n\n  \npara two\n\n\npara three"]
+    assert list(iter_local_texts(pattern, txt_split="line two")) == [
+        "para one\n",
+        "\n\n  \npara two\n\n\npara three",
+    ]
 
 
 def test_order_is_sorted_and_deduplicated(tmp_path):
@@ -69,7 +74,12 @@ def test_order_is_sorted_and_deduplicated(tmp_path):
     (tmp_path / "sub" / "notes.csv").write_text("ignored inside a folder")
     got = list(iter_local_texts([str(tmp_path / "c.txt"), str(tmp_path / "*.txt"), str(tmp_path / "sub")]))
     assert got == ["c.txt", "a.txt", "b.txt", "z"]
-    assert [p.name for p in resolve_paths([str(tmp_path / "**" / "*.txt")])] == ["a.txt", "b.txt", "c.txt", "z.txt"]
+    assert [p.name for p in resolve_paths([str(tmp_path / "**" / "*.txt")])] == [
+        "a.txt",
+        "b.txt",
+        "c.txt",
+        "z.txt",
+    ]
 
 
 def test_clear_errors(tmp_path):

@@ -33,12 +33,14 @@ def make_corpus(n_docs: int, seed: int = 0) -> list[str]:
                 " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14))).capitalize() + "."
                 for _ in range(rng.randint(3, 8))
             ]
-            docs.append(" ".join(sentences) + f"\nIn {rng.randint(1900, 2030)} it cost ${rng.random() * 100:.2f}.\n")
+            docs.append(
+                " ".join(sentences) + f"\nIn {rng.randint(1900, 2030)} it cost ${rng.random() * 100:.2f}.\n"
+            )
         elif kind == 1:
             name = rng.choice(WORDS)
             docs.append(
-                f"def {name}_{i}(x):\n    y = x * {rng.randint(0, 999)}\n    return y + {rng.randint(0, 9)}\n\n"
-                f"print({name}_{i}({rng.randint(0, 99)}))\n"
+                f"def {name}_{i}(x):\n    y = x * {rng.randint(0, 999)}\n"
+                f"    return y + {rng.randint(0, 9)}\n\nprint({name}_{i}({rng.randint(0, 99)}))\n"
             )
         else:
             docs.append(f"Café naïve — {rng.choice(WORDS)} “quoted” 東京 {rng.randint(0, 10**6)}\n\n" * 3)
@@ -209,9 +211,13 @@ def test_stats(tok, corpus):
     assert stats["bytes_per_token"] == pytest.approx(stats["bytes"] / n_tokens)
 
 
-def test_training_is_deterministic(tmp_path, corpus, model_path):
+def test_training_is_deterministic(tmp_path, corpus, model_path, tok):
     again = train_tokenizer(iter(corpus), tmp_path / "again.model", vocab_size=512, max_chars=10**7)
     assert again.read_bytes() == model_path.read_bytes()
+    # The thread count is recorded in the model file but changes no piece or score.
+    one = Tokenizer.load(train_tokenizer(iter(corpus), tmp_path / "one.model", 512, 10**7, threads=1))
+    pieces = [(tok.id_to_piece(i), tok.sp.get_score(i)) for i in range(tok.vocab_size)]
+    assert [(one.id_to_piece(i), one.sp.get_score(i)) for i in range(one.vocab_size)] == pieces
 
 
 def test_training_chunks_respect_budget_and_sentence_limit():

@@ -87,7 +87,9 @@ def train_tokenizer(
     """
     n_required = 256 + len(SPECIAL_TOKENS) + 1  # byte pieces, specials, <unk>
     if vocab_size <= n_required:
-        raise ValueError(f"vocab_size={vocab_size} is too small: byte fallback and specials need {n_required}")
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: byte fallback and specials need {n_required}"
+        )
     if max_chars <= 0:
         raise ValueError(f"max_chars must be positive, got {max_chars}")
     out_path = Path(out_path)

@@ -60,7 +60,9 @@ def resolve_paths(patterns: list[str]) -> list[Path]:
             if match.is_dir():
                 found = sorted(p for p in match.rglob("*") if p.is_file() and _kind(p) is not None)
                 if not found:
-                    raise FileNotFoundError(f"data.local.paths: folder {str(match)!r} holds no supported files")
+                    raise FileNotFoundError(
+                        f"data.local.paths: folder {str(match)!r} holds no supported files"
+                    )
             else:
                 if _kind(match) is None:
                     raise ValueError(
