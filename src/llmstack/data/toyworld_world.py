@@ -31,8 +31,8 @@ PETS = ("cat", "dog", "rabbit", "parrot", "goat", "tortoise", "hamster", "owl", 
         "lizard", "duck", "hedgehog", "ferret")  # fmt: skip
 INSTRUMENTS = ("flute", "drum", "fiddle", "harp", "horn", "lute", "piano", "trumpet", "guitar",
                "banjo", "cello", "accordion")  # fmt: skip
-REGIONS = ("northern hills", "southern plains", "eastern coast", "western woods", "central valley",
-           "lake country", "high moors", "river delta")  # fmt: skip
+REGIONS = ("north", "south", "east", "west", "hill country", "lake country", "high moors",
+           "river delta")  # fmt: skip
 KNOWN_FOR = ("clocks", "kites", "bridges", "glass", "wool", "lanterns", "boats", "pottery", "bells",
              "carpets", "candles", "windmills")  # fmt: skip
 AGES = tuple(str(a) for a in range(18, 76))
@@ -177,11 +177,12 @@ def build_world(seed: int, n_entities: int = 48) -> World:
     split |= {t: ("test" if i < n_test_towns else "train") for i, t in enumerate(town_order)}
 
     # Each town's mayor is a person of the town's split who lives there; others live anywhere.
+    # Both splits always have more people than towns (>= 2 test people per test town), so a
+    # candidate exists.
     home: dict[str, str] = {}
     mayor: dict[str, str] = {}
     for town in towns:
-        candidates = [p for p in order if split[p] == split[town] and p not in home]
-        mayor[town] = candidates[0] if candidates else rng.choice([p for p in order if p not in home])
+        mayor[town] = next(p for p in order if split[p] == split[town] and p not in home)
         home[mayor[town]] = town
     for p in people:
         home.setdefault(p, rng.choice(towns))
@@ -199,8 +200,8 @@ def build_world(seed: int, n_entities: int = 48) -> World:
             "favourite_food": rng.choice(FOODS),
             "instrument": rng.choice(INSTRUMENTS),
         }
-        pairs_ = tuple((k, facts[k]) for k in PERSON_ATTRIBUTES if facts[k] is not None)
-        entities.append(Entity(p, "person", split[p], pairs_, genders[p]))
+        known = tuple((k, facts[k]) for k in PERSON_ATTRIBUTES if facts[k] is not None)
+        entities.append(Entity(p, "person", split[p], known, genders[p]))
     rivers = [_made_up_name(rng, 2, _RIVER_ENDINGS, taken) for _ in towns]
     for town, river in zip(towns, rivers, strict=True):
         facts = {"region": rng.choice(REGIONS), "river": river,
