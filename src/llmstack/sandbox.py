@@ -157,4 +157,6 @@ def run_python(code: str, *, timeout_s: float = 5.0, memory_mb: int = 512) -> Sa
         stderr += f"\n[killed after {timeout_s:g} s wall-clock timeout]"
     elif returncode < 0:
         stderr += f"\n[killed by signal {-returncode}]"
-    return SandboxResult(ok=returncode == 0 and not timed_out, stdout=stdout, stderr=stderr, timed_out=timed_out)
+    return SandboxResult(
+        ok=returncode == 0 and not timed_out, stdout=stdout, stderr=stderr, timed_out=timed_out
+    )
