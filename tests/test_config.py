@@ -34,12 +34,19 @@ def test_bad_key_and_bad_value_fail_at_compose():
 
 
 def test_cli_config_prints_derived_numbers_and_rejects_typos():
-    ok = subprocess.run([sys.executable, "-m", "llmstack.cli", "config", "--preset", "speedrun", "model.depth=20"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "llmstack.cli", "config", "--preset", "speedrun", "model.depth=20"],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "n_embd: 1280" in ok.stdout and "# derived:" in ok.stdout and "tokens/param" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "llmstack.cli", "config", "sft.lrr=1"], capture_output=True, text=True)
-    assert bad.returncode != 0 and "invalid config" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    bad = subprocess.run(
+        [sys.executable, "-m", "llmstack.cli", "config", "sft.lrr=1"], capture_output=True, text=True
+    )
+    assert (
+        bad.returncode != 0 and "invalid config" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_depth_dial_derives_width_heads_batch_and_horizon():
@@ -73,7 +80,9 @@ def test_stage_keys_are_stable_and_sensitive():
     tok = keys("tokenizer.vocab_size=1024")
     assert {k for k in base if base[k] != tok[k]} == set(base) - {"data"}
     # execution-only and chat settings change nothing
-    assert keys("pretrain.cpu_procs=2 pretrain.device_batch_size=4 chat.port=9999 tokenizer.threads=1") == base
+    assert (
+        keys("pretrain.cpu_procs=2 pretrain.device_batch_size=4 chat.port=9999 tokenizer.threads=1") == base
+    )
 
 
 def test_sweep_shares_upstream_stages():
@@ -86,7 +95,14 @@ def test_sweep_shares_upstream_stages():
 
 def test_sweep_grammar_is_hydras():
     assert parse_sweep("model.depth=4,6 sft.init_lr_frac=0.1,0.2") == [
-        ["model.depth=4", "sft.init_lr_frac=0.1"], ["model.depth=4", "sft.init_lr_frac=0.2"],
-        ["model.depth=6", "sft.init_lr_frac=0.1"], ["model.depth=6", "sft.init_lr_frac=0.2"]]
-    assert parse_sweep("model.depth=range(2,8,2)") == [["model.depth=2"], ["model.depth=4"], ["model.depth=6"]]
+        ["model.depth=4", "sft.init_lr_frac=0.1"],
+        ["model.depth=4", "sft.init_lr_frac=0.2"],
+        ["model.depth=6", "sft.init_lr_frac=0.1"],
+        ["model.depth=6", "sft.init_lr_frac=0.2"],
+    ]
+    assert parse_sweep("model.depth=range(2,8,2)") == [
+        ["model.depth=2"],
+        ["model.depth=4"],
+        ["model.depth=6"],
+    ]
     assert parse_sweep("") == [[]]

@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1"]
 
@@ -22,7 +20,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "
 def smk(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     res = subprocess.run([*SNAKEMAKE, "-d", str(workdir), *args], capture_output=True, text=True)
     if check and res.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     return res
 
 
@@ -53,18 +53,45 @@ def config(overrides: str = "", sweep: str = "") -> list[str]:
 
 def test_full_pipeline_is_planned(tmp_path):
     jobs = planned(tmp_path)
-    assert jobs == {"data": 1, "tokenizer": 1, "pretrain": 1, "base_eval": 1, "midtrain": 1, "sft": 1,
-                    "rl": 1, "eval": 3, "run_manifest": 1, "report": 1, "all": 1}
+    assert jobs == {
+        "data": 1,
+        "tokenizer": 1,
+        "pretrain": 1,
+        "base_eval": 1,
+        "midtrain": 1,
+        "sft": 1,
+        "rl": 1,
+        "eval": 3,
+        "run_manifest": 1,
+        "report": 1,
+        "all": 1,
+    }
 
 
 def test_rerun_sets_after_a_complete_run(tmp_path):
     complete(tmp_path, *config())
-    assert set(planned(tmp_path, *config("sft.init_lr_frac=0.5"))) == {"sft", "rl", "eval", "report",
-                                                                         "run_manifest", "all"}
+    assert set(planned(tmp_path, *config("sft.init_lr_frac=0.5"))) == {
+        "sft",
+        "rl",
+        "eval",
+        "report",
+        "run_manifest",
+        "all",
+    }
     assert planned(tmp_path, *config("sft.init_lr_frac=0.5"))["eval"] == 2  # sft and rl, not midtrain
     assert planned(tmp_path, *config()) == {}  # changed back: everything is already there
     assert set(planned(tmp_path, *config("tokenizer.vocab_size=1024"))) == {
-        "tokenizer", "pretrain", "base_eval", "midtrain", "sft", "rl", "eval", "report", "run_manifest", "all"}
+        "tokenizer",
+        "pretrain",
+        "base_eval",
+        "midtrain",
+        "sft",
+        "rl",
+        "eval",
+        "report",
+        "run_manifest",
+        "all",
+    }
     assert planned(tmp_path, *config("chat.port=9000 pretrain.cpu_procs=2")) == {}
 
 

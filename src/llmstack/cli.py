@@ -1,7 +1,9 @@
 """The `llmstack` command.
 
-    llmstack config [OVERRIDES...] [--preset P]   print the resolved config, derived numbers, stage keys
-    llmstack resume [SNAKEMAKE ARGS...]           unlock after a crash and rerun what is incomplete
+llmstack config [OVERRIDES...] [--preset P]   print the resolved config, derived numbers, stage keys
+llmstack resume [SNAKEMAKE ARGS...]           unlock after a crash and rerun what is incomplete
+llmstack chat [--run R] [--stage S] [-p PROMPT]  talk to a trained model in the terminal
+llmstack serve [--run R] [--stage S] [--port P]  the Gradio chat + OpenAI-compatible API
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import subprocess
 import sys
 
 from omegaconf import OmegaConf
+
+from llmstack.chat.cli import add_chat_arguments, add_serve_arguments, cmd_chat, cmd_serve
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -28,10 +32,12 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(f"# run {plan.name}  (preset={plan.preset} overrides={plan.overrides})")
         if not args.keys_only:
             print(OmegaConf.to_yaml(cfg, resolve=True))
-            print(f"# derived: {counts['total']:,} parameters ({counts['scaling']:,} scaling), "
-                  f"{p.total_batch_tokens:,} tokens/step x {p.max_steps:,} steps = "
-                  f"{p.total_batch_tokens * p.max_steps:,} tokens "
-                  f"({p.total_batch_tokens * p.max_steps / counts['scaling']:.1f} tokens/param)")
+            print(
+                f"# derived: {counts['total']:,} parameters ({counts['scaling']:,} scaling), "
+                f"{p.total_batch_tokens:,} tokens/step x {p.max_steps:,} steps = "
+                f"{p.total_batch_tokens * p.max_steps:,} tokens "
+                f"({p.total_batch_tokens * p.max_steps / counts['scaling']:.1f} tokens/param)"
+            )
         for name, spec in plan.stages.items():
             print(f"# {name:14s} {spec.dir}")
     return 0
@@ -47,8 +53,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="llmstack", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="llmstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("config", help="print the resolved config, derived sizes and stage folders")
     c.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.depth=12")
@@ -60,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("resume", help="unlock after a crash and rerun incomplete jobs")
     r.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed to snakemake (e.g. --config ...)")
     r.set_defaults(func=cmd_resume)
+    ch = sub.add_parser("chat", help="talk to a trained model in the terminal (interactive or -p)")
+    add_chat_arguments(ch)
+    ch.set_defaults(func=cmd_chat)
+    sv = sub.add_parser("serve", help="serve the Gradio chat and an OpenAI-compatible API")
+    add_serve_arguments(sv)
+    sv.set_defaults(func=cmd_serve)
     args = ap.parse_args(argv)
     return args.func(args)
 

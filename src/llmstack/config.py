@@ -239,9 +239,11 @@ def parse_sweep(sweep: str) -> list[list[str]]:
     parsed = OverridesParser.create().parse_overrides(shlex.split(sweep))
     points: list[list[str]] = [[]]
     for ov in parsed:
-        values = [ov.get_value_element_as_str()] if not ov.is_sweep_override() else [
-            _value_str(v) for v in ov.sweep_string_iterator()
-        ]
+        values = (
+            [ov.get_value_element_as_str()]
+            if not ov.is_sweep_override()
+            else [_value_str(v) for v in ov.sweep_string_iterator()]
+        )
         points = [p + [f"{ov.get_key_element()}={v}"] for p in points for v in values]
     return points
 
@@ -259,8 +261,9 @@ def model_dims(m: DictConfig | dict) -> dict[str, int]:
     n_embd = m.get("n_embd") or max(head_dim, math.ceil(m["depth"] * m["aspect_ratio"] / head_dim) * head_dim)
     n_head = m.get("n_head") or max(1, n_embd // head_dim)
     # the largest divisor of n_head within the kv_ratio budget, so every depth gives a valid GQA
-    n_kv_head = m.get("n_kv_head") or max(d for d in range(1, n_head + 1)
-                                           if n_head % d == 0 and d <= max(1, n_head // m["kv_ratio"]))
+    n_kv_head = m.get("n_kv_head") or max(
+        d for d in range(1, n_head + 1) if n_head % d == 0 and d <= max(1, n_head // m["kv_ratio"])
+    )
     if n_embd % n_head or n_head % n_kv_head:
         raise ValueError(f"model: n_embd={n_embd}, n_head={n_head}, n_kv_head={n_kv_head} do not divide")
     return {"n_layer": m["depth"], "n_embd": n_embd, "n_head": n_head, "n_kv_head": n_kv_head}
@@ -294,8 +297,10 @@ def derive(cfg: DictConfig) -> None:
         batch = 2 ** round(math.log2(max(1.0, target / 20_000)))
         p.total_batch_tokens = int(max(m.seq_len, min(batch, 2**21)))
     if p.total_batch_tokens % m.seq_len:
-        raise ValueError(f"pretrain.total_batch_tokens={p.total_batch_tokens} is not a multiple of "
-                         f"model.seq_len={m.seq_len}")
+        raise ValueError(
+            f"pretrain.total_batch_tokens={p.total_batch_tokens} is not a multiple of "
+            f"model.seq_len={m.seq_len}"
+        )
     if p.max_steps is None:
         p.max_steps = max(1, round(target / p.total_batch_tokens))
     for stage in ("midtrain", "sft"):
@@ -391,9 +396,16 @@ class RunPlan:
 
     def result_files(self) -> dict[str, str]:
         """{name: the declared result file} of each stage of the run (what the report reads)."""
-        main = {"data": "manifest.json", "tokenizer": "tokenizer.json", "base_eval": "eval.json", "eval": "eval.json"}
-        return {name.replace("/", "_"): f"{s.dir}/{main.get(s.stage, 'metrics.json')}"
-                for name, s in self.stages.items()}
+        main = {
+            "data": "manifest.json",
+            "tokenizer": "tokenizer.json",
+            "base_eval": "eval.json",
+            "eval": "eval.json",
+        }
+        return {
+            name.replace("/", "_"): f"{s.dir}/{main.get(s.stage, 'metrics.json')}"
+            for name, s in self.stages.items()
+        }
 
     def manifest(self) -> dict[str, Any]:
         # Only what identifies the results: a chat.port override must not rerun anything.
@@ -405,7 +417,9 @@ def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:
     for stage in UPSTREAM:
         body = stage_slice(cfg, stage)
         body["inputs"] = {u: specs[u].key for u in UPSTREAM[stage]}
-        specs[stage] = StageSpec(stage, digest({"stage": stage, **body}), body, execution_settings(cfg, stage))
+        specs[stage] = StageSpec(
+            stage, digest({"stage": stage, **body}), body, execution_settings(cfg, stage)
+        )
     for model_stage in CHAT_MODELS:
         body = stage_slice(cfg, "eval")
         body["inputs"] = {"tokenizer": specs["tokenizer"].key, "model": specs[model_stage].key}
@@ -416,7 +430,9 @@ def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:
     return specs
 
 
-def plan_runs(preset: str = "tiny", run: str | None = None, overrides: str = "", sweep: str = "") -> list[RunPlan]:
+def plan_runs(
+    preset: str = "tiny", run: str | None = None, overrides: str = "", sweep: str = ""
+) -> list[RunPlan]:
     """Every run the workflow should produce: one, or one per sweep point."""
     base = shlex.split(overrides)
     run = run or preset

@@ -27,7 +27,9 @@ def write_parquet(path: Path, texts: list[str], rows_per_group: int = 1024) -> N
         pq.write_table(table, tmp, compression="zstd", row_group_size=rows_per_group)
 
 
-def write_shards(texts: Iterable[str], out_dir: Path, shard_bytes: int, rows_per_group: int = 1024) -> list[Path]:
+def write_shards(
+    texts: Iterable[str], out_dir: Path, shard_bytes: int, rows_per_group: int = 1024
+) -> list[Path]:
     """Split a document stream into shards of about `shard_bytes` UTF-8 bytes each."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -107,8 +109,10 @@ def read_manifest(path: Path) -> dict:
     root = Path(path).parent
     for entry in [*manifest["shards"], manifest["val"]]:
         if not (root / entry["file"]).exists():
-            raise FileNotFoundError(f"data shard {root / entry['file']} listed in {path} is missing; "
-                                    "rerun the data stage (snakemake --forcerun data)")
+            raise FileNotFoundError(
+                f"data shard {root / entry['file']} listed in {path} is missing; "
+                "rerun the data stage (snakemake --forcerun data)"
+            )
     return manifest
 
 

@@ -28,8 +28,9 @@ def build_embedded(cfg: dict, out: Path, rows_per_group: int) -> dict:
 
     world = build_world(cfg["seed"], cfg["n_entities"])
     train = take_bytes(iter_documents(world, cfg["seed"]), cfg["train_bytes"])
-    write_shards(_progress(train, cfg["train_bytes"], "toy world"), out / "shards", cfg["shard_bytes"],
-                 rows_per_group)
+    write_shards(
+        _progress(train, cfg["train_bytes"], "toy world"), out / "shards", cfg["shard_bytes"], rows_per_group
+    )
     # A different document stream over the same world: same facts, unseen texts.
     val = list(take_bytes(iter_documents(world, cfg["seed"] + 1_000_003), cfg["val_bytes"]))
     write_parquet(out / "val.parquet", val, rows_per_group)
@@ -40,10 +41,20 @@ def build_hub(cfg: dict, out: Path) -> dict:
     from llmstack.data.hub import download_shards, fetch_file
 
     pattern = "shard_{index:05d}.parquet"
-    download_shards(cfg["repo_id"], cfg["n_shards"], out / "shards", pattern=pattern,
-                    revision=cfg["revision"], workers=cfg.get("workers", 8))
-    val = fetch_file(cfg["repo_id"], pattern.format(index=cfg["val_shard"]), revision=cfg["revision"],
-                     dest_dir=out / "download")
+    download_shards(
+        cfg["repo_id"],
+        cfg["n_shards"],
+        out / "shards",
+        pattern=pattern,
+        revision=cfg["revision"],
+        workers=cfg.get("workers", 8),
+    )
+    val = fetch_file(
+        cfg["repo_id"],
+        pattern.format(index=cfg["val_shard"]),
+        revision=cfg["revision"],
+        dest_dir=out / "download",
+    )
     os.replace(val, out / "val.parquet")
     return {"kind": "hf", **cfg}
 
@@ -66,7 +77,9 @@ def build_local(cfg: dict, out: Path, rows_per_group: int, shard_bytes: int = 10
 
     write_shards(train_docs(), out / "shards", shard_bytes, rows_per_group)
     if not val:
-        raise ValueError(f"data.local.val_fraction={cfg['val_fraction']} left no validation documents; raise it")
+        raise ValueError(
+            f"data.local.val_fraction={cfg['val_fraction']} left no validation documents; raise it"
+        )
     write_parquet(out / "val.parquet", val, rows_per_group)
     return {"kind": "local", **cfg}
 

@@ -1,6 +1,6 @@
 """Write runs/<run>/run.json (which stage folders make up a run) and link the stage folders.
 
-    python -m llmstack.stages.run_manifest runs/<run>/run.json '<manifest json>'
+python -m llmstack.stages.run_manifest runs/<run>/run.json '<manifest json>'
 """
 
 from __future__ import annotations
