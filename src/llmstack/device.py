@@ -1,10 +1,10 @@
 """Device, precision and thread choices, made once at run time so the same code runs on CPU and CUDA.
 
-    device = pick_device("auto")                 # cuda if present, else cpu
-    dtype = autocast_dtype(device, "auto")       # bf16 on CUDA and on CPUs with native bf16, else None
-    with autocast_context(device, dtype):
-        loss = model(x, y)
-    mfu = flops_per_second / peak_flops(device, dtype or torch.float32)
+device = pick_device("auto")                 # cuda if present, else cpu
+dtype = autocast_dtype(device, "auto")       # bf16 on CUDA and on CPUs with native bf16, else None
+with autocast_context(device, dtype):
+    loss = model(x, y)
+mfu = flops_per_second / peak_flops(device, dtype or torch.float32)
 """
 
 from __future__ import annotations

@@ -83,11 +83,38 @@ def rms_norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
+def softcap_logits(logits: torch.Tensor, softcap: float) -> torch.Tensor:
+    """softcap * tanh(logits / softcap), written as 2*softcap*sigmoid(2*logits/softcap) - softcap (the
+    same function): CPU tanh is ~6x slower than sigmoid per element (measured 44 vs 7 ms on 4096^2
+    fp32), and on a 4096-token vocab this elementwise pass is a visible part of a training step."""
+    return (2 * softcap) * torch.sigmoid(logits * (2 / softcap)) - softcap
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x[i], x[i + hd/2]) of x (B, T, H, hd) by position angles; cos/sin (1, T, 1, hd/2)."""
     half = x.size(-1) // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention of q (B, H, T, hd) over k, v (B, KV, T, hd) for training.
+
+    CUDA uses the fused SDPA kernels. On CPU the flash-attention kernel is slower than two batched
+    matmuls plus an fp32 softmax (measured: fwd+bwd 80 ms vs 55 ms, B8 H2 T512 hd128 bf16, one
+    thread), and this form also fuses well under torch.compile.
+    """
+    gqa = k.size(1) != q.size(1)
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    if gqa:
+        repeats = q.size(1) // k.size(1)
+        k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
+    T = q.size(2)
+    scores = (q @ k.transpose(-2, -1)).float() * q.size(-1) ** -0.5
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    return weights.to(v.dtype) @ v
 
 
 class KVCache:
@@ -161,9 +188,7 @@ class CausalSelfAttention(nn.Module):
         self.c_qkv = nn.Linear(config.n_embd, sum(self.qkv_split), bias=False)
         self.c_proj = nn.Linear(q_dim, config.n_embd, bias=False)
 
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.c_qkv(x).split(self.qkv_split, dim=-1)
         q = q.view(B, T, self.n_head, self.head_dim)
@@ -174,7 +199,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|KV, T, hd)
         gqa = self.n_kv_head != self.n_head
         if kv_cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            y = causal_attention(q, k, v)
         else:
             start = kv_cache.pos
             k, v = kv_cache.update(self.layer_idx, k, v)
@@ -265,9 +290,7 @@ class GPT(nn.Module):
             x = block(x, cos, sin, kv_cache)
         if kv_cache is not None:
             kv_cache.advance(T)
-        logits = self.lm_head(rms_norm(x)).float()
-        softcap = self.config.softcap
-        logits = softcap * torch.tanh(logits / softcap)
+        logits = softcap_logits(self.lm_head(rms_norm(x)).float(), self.config.softcap)
         if targets is None:
             return logits
         if loss_reduction not in ("mean", "sum", "none"):

@@ -197,7 +197,9 @@ def lr_multiplier(
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     if not (0 <= warmup_ratio <= 1 and 0 <= warmdown_ratio <= 1 and warmup_ratio + warmdown_ratio <= 1):
-        raise ValueError(f"need 0 <= warmup_ratio, warmdown_ratio and their sum <= 1; got {warmup_ratio}, {warmdown_ratio}")
+        raise ValueError(
+            f"need 0 <= warmup_ratio, warmdown_ratio and their sum <= 1; got {warmup_ratio}, {warmdown_ratio}"
+        )
     warmup = round(warmup_ratio * total_steps)
     warmdown = round(warmdown_ratio * total_steps)
     if step < warmup:
