@@ -4,6 +4,7 @@ llmstack config [OVERRIDES...] [--preset P]   print the resolved config, derived
 llmstack resume [SNAKEMAKE ARGS...]           unlock after a crash and rerun what is incomplete
 llmstack chat [--run R] [--stage S] [-p PROMPT]  talk to a trained model in the terminal
 llmstack serve [--run R] [--stage S] [--port P]  the Gradio chat + OpenAI-compatible API
+llmstack report [--run R]                     rewrite runs/<R>/report.md (default: every run and sweep)
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return subprocess.call(["snakemake", "--cores", "all", "--rerun-incomplete", *extra])
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from llmstack.report import regenerate
+
+    try:
+        written = regenerate(args.runs_dir, args.run)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"llmstack: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="llmstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     sv = sub.add_parser("serve", help="serve the Gradio chat and an OpenAI-compatible API")
     add_serve_arguments(sv)
     sv.set_defaults(func=cmd_serve)
+    rp = sub.add_parser("report", help="rewrite runs/<run>/report.md (and sweep.md) from the stage results")
+    rp.add_argument("--run", default=None, help="one run or sweep folder name under runs/ (default: all)")
+    rp.add_argument("--runs-dir", default="runs", help="the runs folder (default: ./runs)")
+    rp.set_defaults(func=cmd_report)
     args = ap.parse_args(argv)
     return args.func(args)
 
