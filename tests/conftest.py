@@ -18,3 +18,29 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data samples not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A small toy-world data stage folder (`data/manifest.json`) and a 384-token tokenizer (`tok.model`)."""
+    from llmstack.data.sources import build_data
+    from llmstack.data.toyworld import build_world, iter_documents
+    from llmstack.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("corpus")
+    cfg = {
+        "source": "embedded",
+        "rows_per_group": 64,
+        "embedded": {
+            "seed": 0,
+            "n_entities": 16,
+            "train_bytes": 400_000,
+            "val_bytes": 20_000,
+            "shard_bytes": 200_000,
+        },
+    }
+    build_data(cfg, root / "data")
+    train_tokenizer(
+        iter_documents(build_world(0, 16), 0), root / "tok.model", vocab_size=384, max_chars=400_000
+    )
+    return root

@@ -6,20 +6,13 @@ Runs the real pretrain stage entry point on a tiny corpus and model (fp32, CPU).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-
-from llmstack.config import compose_config, stage_slice
-from llmstack.data.sources import build_data
-from llmstack.data.toyworld import build_world, iter_documents
-from llmstack.tokenizer import train_tokenizer
+from stagerun import run_stage, start_stage
 
 TINY = (
     "model.depth=1 model.aspect_ratio=64 model.head_dim=32 model.seq_len=64 tokenizer.vocab_size=384 "
@@ -29,69 +22,19 @@ TINY = (
 )
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    cfg = {
-        "source": "embedded",
-        "rows_per_group": 64,
-        "embedded": {
-            "seed": 0,
-            "n_entities": 16,
-            "train_bytes": 400_000,
-            "val_bytes": 20_000,
-            "shard_bytes": 200_000,
-        },
-    }
-    build_data(cfg, root / "data")
-    world = build_world(0, 16)
-    train_tokenizer(iter_documents(world, 0), root / "tok.model", vocab_size=384, max_chars=400_000)
-    return root
-
-
 def pretrain(out: Path, corpus: Path, overrides: str = "", nproc: int = 1, wait: bool = True):
-    cfg = compose_config("tiny", f"{TINY} {overrides}")
-    body = json.dumps(stage_slice(cfg, "pretrain"))
-    args = [
-        "-m",
-        "llmstack.stages.pretrain",
-        str(out),
-        "--config",
-        body,
-        "--execution",
-        json.dumps({"device": "cpu", "device_batch_size": cfg.pretrain.device_batch_size}),
-        "--input",
-        f"data={corpus / 'data' / 'manifest.json'}",
-        "--input",
-        f"tokenizer={corpus / 'tok.model'}",
-    ]
-    cmd = (
-        [sys.executable, *args]
-        if nproc == 1
-        else [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
-            *args,
-        ]
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    inputs = {"data": corpus / "data" / "manifest.json", "tokenizer": corpus / "tok.model"}
     if not wait:
-        return proc
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output[-3000:]
-    return output
+        return start_stage("pretrain", out, f"{TINY} {overrides}", inputs, nproc)
+    return run_stage("pretrain", out, f"{TINY} {overrides}", inputs, nproc)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
-def test_loss_falls_and_outputs_are_complete(corpus, tmp_path):
-    pretrain(tmp_path / "run", corpus)
+def test_loss_falls_and_outputs_are_complete(tiny_corpus, tmp_path):
+    pretrain(tmp_path / "run", tiny_corpus)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val/bpb"] < 0.8 * metrics["val/bpb_first"]
     assert metrics["train/loss_last"] < metrics["train/loss_first"] - 1.0
@@ -100,9 +43,9 @@ def test_loss_falls_and_outputs_are_complete(corpus, tmp_path):
     assert [e["step"] for e in lines if "train/loss" in e] == list(range(12))
 
 
-def test_sigkill_then_restart_is_bit_identical(corpus, tmp_path):
-    pretrain(tmp_path / "straight", corpus)
-    proc = pretrain(tmp_path / "killed", corpus, wait=False)
+def test_sigkill_then_restart_is_bit_identical(tiny_corpus, tmp_path):
+    pretrain(tmp_path / "straight", tiny_corpus)
+    proc = pretrain(tmp_path / "killed", tiny_corpus, wait=False)
     ckpt = tmp_path / "killed" / "ckpt" / "step_000008.pt"
     deadline = time.time() + 240
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
@@ -113,7 +56,7 @@ def test_sigkill_then_restart_is_bit_identical(corpus, tmp_path):
     assert not (tmp_path / "killed" / "model.pt").exists(), "killed too late to test resume"
     # A truncated newer checkpoint must be skipped with a warning, falling back to step 8.
     (tmp_path / "killed" / "ckpt" / "step_000012.pt").write_bytes(b"PK\x03\x04 truncated")
-    out = pretrain(tmp_path / "killed", corpus)
+    out = pretrain(tmp_path / "killed", tiny_corpus)
     assert "resuming at step 8" in out and "skipping unreadable checkpoint" in out
     a, b = weights(tmp_path / "straight" / "model.pt"), weights(tmp_path / "killed" / "model.pt")
     assert a.keys() == b.keys()
@@ -127,9 +70,11 @@ def test_sigkill_then_restart_is_bit_identical(corpus, tmp_path):
     assert steps == list(range(12))
 
 
-def test_two_process_ddp_matches_one_process(corpus, tmp_path):
-    pretrain(tmp_path / "one", corpus, "pretrain.max_steps=6")
-    out = pretrain(tmp_path / "two", corpus, "pretrain.max_steps=6 pretrain.device_batch_size=2", nproc=2)
+def test_two_process_ddp_matches_one_process(tiny_corpus, tmp_path):
+    pretrain(tmp_path / "one", tiny_corpus, "pretrain.max_steps=6")
+    out = pretrain(
+        tmp_path / "two", tiny_corpus, "pretrain.max_steps=6 pretrain.device_batch_size=2", nproc=2
+    )
     assert "2xcpu" in out
     losses = lambda run: [
         json.loads(x)["train/loss"]

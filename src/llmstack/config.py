@@ -124,7 +124,8 @@ class ChatTrainConfig(TrainConfig):
     mixture: list[Any] = field(default_factory=list)  # [{task, weight|epochs, ...task kwargs}]
     val_mixture: list[Any] = field(default_factory=list)
     num_epochs: float = 1.0
-    quick_eval_examples: int = 200  # held-out toy-world + multiple-choice items after training
+    quick_eval: list[Any] = field(default_factory=list)  # [{task, ...kwargs}] scored after training
+    quick_eval_examples: int = 200  # examples per quick-eval task
 
 
 @dataclass
@@ -298,8 +299,7 @@ def derive(cfg: DictConfig) -> None:
         p.total_batch_tokens = int(max(m.seq_len, min(batch, 2**21)))
     if p.total_batch_tokens % m.seq_len:
         raise ValueError(
-            f"pretrain.total_batch_tokens={p.total_batch_tokens} is not a multiple of "
-            f"model.seq_len={m.seq_len}"
+            f"pretrain.total_batch_tokens={p.total_batch_tokens} is not a multiple of model.seq_len={m.seq_len}"
         )
     if p.max_steps is None:
         p.max_steps = max(1, round(target / p.total_batch_tokens))
@@ -403,8 +403,7 @@ class RunPlan:
             "eval": "eval.json",
         }
         return {
-            name.replace("/", "_"): f"{s.dir}/{main.get(s.stage, 'metrics.json')}"
-            for name, s in self.stages.items()
+            name.replace("/", "_"): f"{s.dir}/{main.get(s.stage, 'metrics.json')}" for name, s in self.stages.items()
         }
 
     def manifest(self) -> dict[str, Any]:
@@ -417,9 +416,7 @@ def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:
     for stage in UPSTREAM:
         body = stage_slice(cfg, stage)
         body["inputs"] = {u: specs[u].key for u in UPSTREAM[stage]}
-        specs[stage] = StageSpec(
-            stage, digest({"stage": stage, **body}), body, execution_settings(cfg, stage)
-        )
+        specs[stage] = StageSpec(stage, digest({"stage": stage, **body}), body, execution_settings(cfg, stage))
     for model_stage in CHAT_MODELS:
         body = stage_slice(cfg, "eval")
         body["inputs"] = {"tokenizer": specs["tokenizer"].key, "model": specs[model_stage].key}
@@ -430,9 +427,35 @@ def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:
     return specs
 
 
-def plan_runs(
-    preset: str = "tiny", run: str | None = None, overrides: str = "", sweep: str = ""
-) -> list[RunPlan]:
+def check_task_lists(cfg: DictConfig) -> None:
+    """Fail at plan time, before any job, on a mixture or eval list naming an unknown task or
+    option, or a local `path` that does not exist (hub downloads are checked by the stage)."""
+    from llmstack.tasks import task_class, task_options
+
+    def check(where: str, name: str, kwargs: dict[str, Any]) -> None:
+        try:
+            task_class(name)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        unknown = sorted(set(kwargs) - task_options(name) - {"epochs", "weight", "size", "label"})
+        if unknown:
+            raise ValueError(f"{where}: task {name!r} has no option(s) {unknown}")
+        path = kwargs.get("path")
+        if path and not Path(path).expanduser().exists():
+            raise ValueError(f"{where}: task {name!r} path {path!r} does not exist")
+
+    for stage in ("midtrain", "sft"):
+        for key in ("mixture", "val_mixture", "quick_eval"):
+            for i, entry in enumerate(OmegaConf.to_container(cfg[stage][key], resolve=True)):
+                entry = dict(entry)
+                check(f"{stage}.{key}[{i}]", str(entry.pop("task", "")), entry)
+    check("rl.task", cfg.rl.task, OmegaConf.to_container(cfg.rl.task_kwargs, resolve=True))
+    kwargs = OmegaConf.to_container(cfg.eval.task_kwargs, resolve=True)
+    for name in cfg.eval.tasks:
+        check("eval.tasks", name, kwargs.get(name, {}))
+
+
+def plan_runs(preset: str = "tiny", run: str | None = None, overrides: str = "", sweep: str = "") -> list[RunPlan]:
     """Every run the workflow should produce: one, or one per sweep point."""
     base = shlex.split(overrides)
     run = run or preset
@@ -440,6 +463,7 @@ def plan_runs(
     plans = []
     for point in points:
         cfg = compose_config(preset, base + point)
+        check_task_lists(cfg)
         name = run if len(points) == 1 and not point else "-".join([run, *point])
         plans.append(RunPlan(name, preset, base + point, cfg, plan_stages(cfg)))
     names = [p.name for p in plans]
