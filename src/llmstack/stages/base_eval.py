@@ -1,0 +1,89 @@
+"""Base-eval stage: val bits-per-byte, CORE-style in-context tasks and toy-world facts of a pretrained model.
+
+    python -m llmstack.launch base_eval artifacts/base_eval/<key> --config JSON \
+        --input model=artifacts/pretrain/<key>/model.pt \
+        --input tokenizer=artifacts/tokenizer/<key>/tokenizer.model \
+        --input data=artifacts/data/<key>/manifest.json
+
+Writes eval.json: {"val/bpb", "val/loss", "core": {task: {accuracy, centered, n, ...}}, "core_metric"
+(null without CORE tasks), "toy" (null unless the data is the embedded toy world), "samples", "model_meta"}.
+"""
+
+from __future__ import annotations
+
+from llmstack.checkpoint import load_model
+from llmstack.data.shards import read_manifest, shard_paths
+from llmstack.data.toyworld import build_world
+from llmstack.dataloader import val_batches
+from llmstack.device import autocast_dtype, pick_device
+from llmstack.evaluate.core_eval import core_metric, evaluate_core, load_core_tasks
+from llmstack.evaluate.toy_eval import evaluate_toy
+from llmstack.stages.common import StageContext, stage_main, write_json
+from llmstack.tokenizer import Tokenizer
+from llmstack.train import evaluate_loss, sample, token_byte_lengths
+
+SAMPLE_PROMPTS = ["Once upon a time", "The capital of France is", "Q: What is 7 + 5?\nA:"]
+SAMPLE_TOKENS = 48
+
+
+def run(ctx: StageContext) -> None:
+    cfg = ctx.section()
+    device = pick_device(ctx.execution.get("device", "auto"))
+    dtype = autocast_dtype(device)
+    model, meta = load_model(ctx.inputs["model"], device)
+    tok = Tokenizer.load(ctx.inputs["tokenizer"])
+    if tok.vocab_size != model.config.vocab_size:
+        raise ValueError(f"tokenizer has {tok.vocab_size} tokens but the model expects {model.config.vocab_size}")
+    # Task files first: a missing folder or an offline hub fails before minutes of scoring.
+    core_tasks = load_core_tasks(cfg["core_tasks"], cfg["core_data_dir"])
+    source = read_manifest(ctx.inputs["data"])["source"]
+    _, val_path = shard_paths(ctx.inputs["data"])
+    seq = model.config.seq_len
+    batch = 32 if device.type == "cuda" else 8
+    val = evaluate_loss(
+        model,
+        val_batches([val_path], tok, batch, seq, cfg["bpb_tokens"]),
+        token_byte_lengths(tok),
+        device,
+        dtype,
+    )
+    model.eval()  # evaluate_loss leaves the model in train mode
+    print(f"[base_eval] val bpb {val['bpb']:.4f} (loss {val['loss']:.4f})", flush=True)
+
+    core = evaluate_core(model, tok, core_tasks, cfg["max_per_task"])
+    for name, r in core.items():
+        print(
+            f"[base_eval] {name:28s} acc {r['accuracy']:.3f} centred {r['centered']:+.3f} (n={r['n']})",
+            flush=True,
+        )
+
+    toy = None
+    prompts = list(SAMPLE_PROMPTS)
+    if source.get("kind") == "embedded":
+        world = build_world(source["seed"], source["n_entities"])
+        toy = evaluate_toy(model, tok, world, cfg["toy_questions"])
+        for check, r in toy.items():
+            print(f"[base_eval] toy {check:16s} acc {r['accuracy']:.3f} (n={r['n']})", flush=True)
+        person = next(e.name for e in world.of_split("test") if e.kind == "person")
+        prompts += [f"Q: Where does {person} live?\nA:", f"About {person}\n{person}"]
+    samples = sample(model, tok, prompts, SAMPLE_TOKENS, device, dtype)
+    model.eval()  # sample leaves the model in train mode
+
+    out = {
+        "val/bpb": val["bpb"],
+        "val/loss": val["loss"],
+        "core": core,
+        "core_metric": core_metric(core),
+        "toy": toy,
+        "samples": samples,
+        "model_meta": meta,
+    }
+    write_json(ctx.dir / "eval.json", out)
+    if out["core_metric"] is not None:
+        print(f"[base_eval] CORE {out['core_metric']:.4f} over {len(core)} tasks", flush=True)
+    for s in samples:
+        print(f"[base_eval] sample: {s!r}", flush=True)
+
+
+if __name__ == "__main__":
+    stage_main("base_eval", run)
