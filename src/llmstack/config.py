@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -449,6 +450,12 @@ def check_task_lists(cfg: DictConfig) -> None:
             for i, entry in enumerate(OmegaConf.to_container(cfg[stage][key], resolve=True)):
                 entry = dict(entry)
                 check(f"{stage}.{key}[{i}]", str(entry.pop("task", "")), entry)
+    be = cfg.base_eval
+    if be.core_tasks and not (be.core_data_dir or os.environ.get("LLMSTACK_CORE_HUB_REPO")):
+        raise ValueError("base_eval.core_tasks needs base_eval.core_data_dir (llm-foundry eval data on disk) "
+                         "or LLMSTACK_CORE_HUB_REPO; or set base_eval.core_tasks=[]")
+    if be.core_data_dir and not Path(be.core_data_dir).expanduser().is_dir():
+        raise ValueError(f"base_eval.core_data_dir {be.core_data_dir!r} is not a folder")
     check("rl.task", cfg.rl.task, OmegaConf.to_container(cfg.rl.task_kwargs, resolve=True))
     kwargs = OmegaConf.to_container(cfg.eval.task_kwargs, resolve=True)
     for name in cfg.eval.tasks:
