@@ -13,7 +13,6 @@ import os
 import sys
 
 DISTRIBUTED = {"pretrain", "midtrain", "sft", "rl"}
-ISSUES = {"rl": "#6", "eval": "#6", "report": "#6", "sweep_report": "#6", "midtrain": "#4", "sft": "#4"}
 
 
 def process_count(execution: dict) -> int:
