@@ -26,10 +26,7 @@ def process_count(execution: dict) -> int:
 def command(stage: str, args: list[str]) -> list[str]:
     module = f"llmstack.stages.{stage}"
     if importlib.util.find_spec(module) is None:
-        raise SystemExit(
-            f"llmstack: the {stage} stage is not built yet (issue {ISSUES.get(stage, '?')}); "
-            f"run up to an earlier stage, e.g. snakemake --until tokenizer"
-        )
+        raise SystemExit(f"llmstack: there is no stage named {stage!r}")
     nproc = 1
     if stage in DISTRIBUTED and "--execution" in args:
         nproc = process_count(json.loads(args[args.index("--execution") + 1]))
