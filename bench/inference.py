@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from llmstack.device import autocast_context, autocast_dtype, pick_device, set_cpu_threads
-from llmstack.engine import sample_next
+from llmstack.engine import kv_cache_dtype, sample_next
 from llmstack.model import GPT, GPTConfig, dims_from_depth
 
 
@@ -56,6 +56,7 @@ class Timer:
     def __init__(self, model: GPT, device: torch.device, dtype: torch.dtype | None) -> None:
         self.model, self.device, self.dtype = model, device, dtype
         self.generator = torch.Generator(device=device).manual_seed(0)
+        self.cache_dtype = kv_cache_dtype(model, device, dtype)  # as the engine caches
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -74,7 +75,7 @@ class Timer:
         """(seconds to the first token, seconds in all) for `batch` samples with the KV cache."""
         self.sync()
         start = time.perf_counter()
-        cache = self.model.new_kv_cache(1, prompt.size(1) + new_tokens, device=self.device)
+        cache = self.model.new_kv_cache(1, prompt.size(1) + new_tokens, device=self.device, dtype=self.cache_dtype)
         logits = self.logits(prompt, cache)
         if batch > 1:
             cache, logits = cache.expand(batch), logits.expand(batch, -1)

@@ -42,6 +42,7 @@ def test_default_is_the_most_trained_stage(project):
     assert choices["base"].model_path == root / stages["pretrain"] / "model.pt"
     assert choices["sft"].tokenizer_path.name == "tokenizer.model" and choices["sft"].run == "tiny"
     assert resolve_models(root, run="tiny", stage="base")[1] == "base"
+    assert resolve_models(root, stage="pretrain")[1] == "base"  # the workflow's stage name works too
 
 
 @pytest.mark.parametrize(
@@ -179,6 +180,9 @@ def test_openai_endpoint_answers(server):
     messages = openai_payload()["messages"]
     direct = server.pool.get("sft").chat({"messages": messages}, max_tokens=10, temperature=0).read()
     assert choice["message"]["content"] == direct
+    nucleus_of_one = openai_payload(temperature=1.5, top_p=0)  # top_p 0 leaves the argmax alone: greedy
+    r = httpx.post(f"{server.url}/v1/chat/completions", json=nucleus_of_one, timeout=30)
+    assert r.json()["choices"][0]["message"]["content"] == direct
 
 
 def test_openai_endpoint_streams(server):

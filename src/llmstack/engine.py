@@ -63,6 +63,19 @@ def sample_next(
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
+def kv_cache_dtype(model: GPT, device: torch.device, autocast: torch.dtype | None) -> torch.dtype:
+    """The dtype keys and values come out in: the autocast dtype when normalised q/k stay in it
+    (CPU autocast keeps rms_norm in bf16), else the weights' dtype. Caching in that dtype is exact
+    (same numbers as recomputing) and halves the cache under bf16; a wider cache would only make
+    every step convert the whole cache back."""
+    weights = next(model.parameters()).dtype
+    if autocast is None:
+        return weights
+    with torch.no_grad(), autocast_context(device, autocast):
+        probe = torch.nn.functional.rms_norm(torch.ones(1, 2, device=device, dtype=autocast), (2,))
+    return probe.dtype
+
+
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_tokens: int) -> None:
     """Raise ValueError with a one-line reason for settings the sampler cannot use."""
     if not temperature >= 0:
@@ -138,6 +151,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         self.autocast = autocast_dtype(self.device, precision)
+        self.cache_dtype = kv_cache_dtype(model, self.device, self.autocast)
         sid = tokenizer.special_id
         self.stop_ids = frozenset(sid(name) for name in STOP_TOKENS)
         self.python_start, self.python_end = sid("<|python_start|>"), sid("<|python_end|>")
@@ -216,7 +230,7 @@ class Engine:
         else:
             generator.manual_seed(seed)
 
-        cache = self.model.new_kv_cache(1, len(ids) + max_tokens, device=self.device)
+        cache = self.model.new_kv_cache(1, len(ids) + max_tokens, device=self.device, dtype=self.cache_dtype)
         logits = self._forward(torch.tensor([ids], dtype=torch.long, device=self.device), cache)
         if num_samples > 1:
             cache = cache.expand(num_samples)

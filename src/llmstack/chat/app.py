@@ -11,7 +11,9 @@ chats at once (the engines hold no per-request state). `POST /v1/chat/completion
 OpenAI payload (model, messages, temperature, top_p, max_tokens / max_completion_tokens, n,
 stream, seed, plus top_k) and answers in OpenAI's shapes, streamed as server-sent events when
 `stream` is true; `GET /v1/models` lists the stages. `model` picks a stage by label; any other
-name gets the default model, so clients with a hard-coded model name still work.
+name gets the default model, so clients with a hard-coded model name still work. Other OpenAI
+fields (stop, logprobs, tools, penalties...) are accepted and ignored. A prompt cut to fit the
+context is reported in an extra top-level field, `llmstack_notice`.
 """
 
 from __future__ import annotations
@@ -176,12 +178,16 @@ def parse_request(body: Any, pool: EnginePool, default_model: str, defaults: Cha
         raise RequestError("'stream_options' must be an object", "stream_options")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     top_k = _number(body, "top_k", defaults.top_k, int, 0, 10**6)
+    temperature = _number(body, "temperature", defaults.temperature, float, 0.0, 2.0)
+    top_p = _number(body, "top_p", None, float, 0.0, 1.0)
+    if top_p == 0:  # only the most likely token is left: greedy
+        top_p, temperature = None, 0.0
     return CompletionRequest(
         model=model if model in pool.labels else default_model,
         conversation=to_conversation(body["messages"]),
         max_tokens=_number({"max_tokens": max_tokens}, "max_tokens", defaults.max_new_tokens, int, 1, 10**6),
-        temperature=_number(body, "temperature", defaults.temperature, float, 0.0, 2.0),
-        top_p=_number(body, "top_p", None, float, 1e-9, 1.0),
+        temperature=temperature,
+        top_p=top_p,
         top_k=top_k or None,
         n=_number(body, "n", 1, int, 1, MAX_CHOICES),
         stream=stream,

@@ -24,8 +24,8 @@ HELP = "interactive: type a message; /clear starts a new conversation; /quit or 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default=None, help="run name under runs/ (default: the newest)")
-    p.add_argument("--stage", default=None, choices=["rl", "sft", "midtrain", "base"],
-                   help="which model of the run (default: the most trained that exists)")  # fmt: skip
+    p.add_argument("--stage", default=None, choices=["rl", "sft", "midtrain", "base", "pretrain"],
+                   help="which model of the run (default: the most trained that exists; pretrain = base)")  # fmt: skip
     p.add_argument("--model", default=None, help="a model.pt to load instead of a run's")
     p.add_argument("--tokenizer", default=None, help="the tokenizer.model that goes with --model")
     p.add_argument("--project", default=".", help="project folder holding runs/ and artifacts/")
@@ -119,13 +119,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from llmstack.chat.resolve import EnginePool, ResolveError
-    from llmstack.config import compose_config, one_line
+    from llmstack.config import CONFIG_DIR, compose_config, one_line
 
-    try:
-        chat_cfg = compose_config(args.preset, args.overrides).chat
-    except Exception as err:  # Hydra's own error types
-        print(f"llmstack serve: invalid config: {one_line(err)}", file=sys.stderr)
-        return 2
+    if CONFIG_DIR.is_dir():
+        try:
+            chat_cfg = compose_config(args.preset, args.overrides).chat
+        except Exception as err:  # Hydra's own error types
+            print(f"llmstack serve: invalid config: {one_line(err)}", file=sys.stderr)
+            return 2
+    else:  # installed without the repository's configs/: the schema's defaults
+        chat_cfg = _DEFAULTS
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         choices, label = _resolve(args)

@@ -90,6 +90,7 @@ def resolve_models(
             if not path.is_file():
                 raise ResolveError(f"{kind} file not found: {path}")
         return {"model": ModelChoice("model", Path(model), Path(tokenizer))}, "model"
+    stage = "base" if stage == "pretrain" else stage  # the workflow's name for the base model
     if stage is not None and stage not in STAGES:
         raise ResolveError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     root = Path(root)
