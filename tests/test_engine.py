@@ -164,6 +164,11 @@ def test_sample_next_top_k_and_top_p():
         assert sample_next(logits, gen, temperature=1.5, top_p=0.01).tolist() == [0, 2]
     seen = {tuple(sample_next(logits, gen, temperature=1.0, top_k=2).tolist()) for _ in range(200)}
     assert {t[0] for t in seen} == {0, 1} and {t[1] for t in seen} == {2, 3}
+    # row 0 probabilities ~ [0.519, 0.470, 0.0095, 0.0035]: a nucleus of 0.5 is token 0, of 0.6 tokens 0-1
+    row = logits[:1]
+    assert {int(sample_next(row, gen, top_p=0.5)) for _ in range(100)} == {0}
+    assert {int(sample_next(row, gen, top_p=0.6)) for _ in range(200)} == {0, 1}
+    assert {int(sample_next(row, gen, top_k=3, top_p=0.6)) for _ in range(200)} == {0, 1}
 
 
 def test_bad_settings_are_refused(engine, tokenizer):
