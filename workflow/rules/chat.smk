@@ -8,9 +8,13 @@ rule chat:
     localrule: True
     params:
         run=RUNS[0].name,
+        stage=RUNS[0].cfg.chat.stage,
+        preset=RUNS[0].preset,
+        overrides=RUNS[0].overrides,
     conda:
         "../../envs/llmstack.yaml"
     log:
         f"runs/{RUNS[0].name}/chat.log",
     shell:
-        "llmstack serve --run {params.run} 2>&1 | tee {log}"
+        "llmstack serve --run {params.run} --stage {params.stage} --preset {params.preset} {params.overrides:q} "
+        "2>&1 | tee {log}"
