@@ -207,10 +207,10 @@ def make_run(
         hist = [
             {
                 "step": s,
-                "reward": 0.2 + 0.02 * s,
-                "pass@8": 0.5 + 0.01 * s,
-                "mean_seq_len": 30 - s,
-                "loss": 0.1,
+                "rl/reward": 0.2 + 0.02 * s,
+                "rl/pass@k": 0.5 + 0.01 * s,
+                "rl/seq_len": 30 - s,
+                "rl/loss": 0.1,
             }
             for s in range(20)
         ]

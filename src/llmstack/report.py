@@ -37,6 +37,7 @@ TRAINED = ("pretrain", "midtrain", "sft", "rl")
 RESULT_FILES = dict(data="manifest.json", tokenizer="tokenizer.json", base_eval="eval.json", eval="eval.json")
 CPU_ONLY = {"data", "tokenizer"}  # stages that never touch an accelerator
 LOSS_PNG, REWARD_PNG, SWEEP_PNG = "loss_curves.png", "reward_curves.png", "sweep.png"
+REWARD_KEY = "rl/reward"  # metrics.jsonl names written by llmstack.rl
 
 _PROVENANCE = re.compile(r"\[[\w/]+\] (\{\"llmstack\".*\})\s*$")
 _DONE = re.compile(r"\[[\w/]+\] done in ([0-9.]+)s\s*$")
@@ -300,14 +301,6 @@ def series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[f
     return [p[0] for p in pairs], [float(p[1]) for p in pairs]
 
 
-def _first_key(history: list[dict[str, Any]], match) -> str | None:
-    for entry in history:
-        for k in entry:
-            if match(k) and _num(entry[k]) is not None:
-                return k
-    return None
-
-
 def smoothing(n: int) -> float:
     """EMA factor for a curve of n points: none up to 20 points, then a window of about n/20 (≤ 20)."""
     return min(0.95, max(0.0, 1 - 20 / max(n, 1)))
@@ -364,12 +357,13 @@ def plot_rl(run: RunResults, path: Path) -> bool:
     from matplotlib.figure import Figure
 
     hist = run.stages["rl"].history if "rl" in run.stages else []
-    reward_key = _first_key(hist, lambda k: k in ("reward", "reward/mean", "train/reward"))
-    if not reward_key:
+    present = {k for e in hist for k in e}
+    if REWARD_KEY not in present:
         return False
-    pass_key = _first_key(hist, lambda k: k.startswith("pass@"))
-    eval_key = _first_key(hist, lambda k: k.startswith("eval/accuracy"))
-    len_key = _first_key(hist, lambda k: "len" in k)
+    reward_key = REWARD_KEY
+    pass_key = "rl/pass@k" if "rl/pass@k" in present else None
+    eval_key = "eval/accuracy" if "eval/accuracy" in present else None
+    len_key = "rl/seq_len" if "rl/seq_len" in present else None
     fig = Figure(figsize=(10.0 if len_key else 6.0, 4.0), layout="constrained")
     axes = fig.subplots(1, 2 if len_key else 1, squeeze=False)[0]
     steps, reward = series(hist, reward_key)
@@ -635,7 +629,7 @@ def rl_section(run: RunResults, reward_png: bool) -> list[str]:
     out = ["## Reinforcement learning", ""]
     if not m and not hist:
         return [*out, f"{DASH} (the rl stage has not finished)", ""]
-    rewards = series(hist, _first_key(hist, lambda k: k in ("reward", "reward/mean", "train/reward")) or "reward")[1]
+    rewards = series(hist, REWARD_KEY)[1]
     first = m.get("reward_first", rewards[0] if rewards else None)
     last = m.get("reward_last", rewards[-1] if rewards else None)
     out.append(f"- mean reward: **{fmt(first)} → {fmt(last)}** over {m.get('steps', len(rewards))} steps")
