@@ -66,8 +66,19 @@ def run_chat_stage(ctx: StageContext, packed: bool) -> None:
         lr_frac=cfg["init_lr_frac"],
         meta={"mixture_counts": mixture.counts(), "conversations": len(mixture), "parent": parent.get("stage")},
     )
+    before = None
+    if d.is_main and cfg["quick_eval"] and parent.get("stage") == "pretrain":
+        # The base model on the same held-out chat questions: what chat training adds.
+        before = quick_eval(model, tok, cfg["quick_eval"], cfg["quick_eval_examples"])
+        model.train()
     metrics = run_training(job, d)
     if d.is_main:
+        if before is not None:
+            metrics["quick_eval_before"] = before
+            for name, r in before.items():
+                print(
+                    f"[{ctx.stage}] quick eval of the {parent['stage']} model {name}: {r['accuracy']:.3f}", flush=True
+                )
         if cfg["quick_eval"]:
             metrics["quick_eval"] = quick_eval(model, tok, cfg["quick_eval"], cfg["quick_eval_examples"])
             for name, r in metrics["quick_eval"].items():

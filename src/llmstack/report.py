@@ -540,11 +540,13 @@ def training_section(run: RunResults, loss_png: bool) -> list[str]:
         if m.get("mixture_counts"):
             counts = ", ".join(f"{k} {v:,}" for k, v in m["mixture_counts"].items())
             out.append(f"- {name} mixture: {counts}")
-        if m.get("quick_eval"):
-            scores = ", ".join(
-                f"{k} {fmt(v.get('accuracy'))} (n={v.get('n', DASH)})" for k, v in m["quick_eval"].items()
-            )
-            out.append(f"- {name} quick eval: {scores}")
+        for key, label in (
+            ("quick_eval_before", f"{name} quick eval of its starting (base) model"),
+            ("quick_eval", f"{name} quick eval"),
+        ):
+            if m.get(key):
+                scores = ", ".join(f"{k} {fmt(v.get('accuracy'))} (n={v.get('n', DASH)})" for k, v in m[key].items())
+                out.append(f"- {label}: {scores}")
     if out[-1] != "":
         out.append("")
     if loss_png:
