@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from llmstack.config import compose_config, execution_settings, stage_slice
@@ -51,3 +53,13 @@ def run_stage(*args, **kwargs) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"stage failed ({proc.returncode}):\n{output[-4000:]}")
     return output
+
+
+def kill_at_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout_s: float = 240) -> None:
+    """SIGKILL `proc` as soon as the step checkpoint `ckpt` exists (fails if it never appears)."""
+    deadline = time.time() + timeout_s
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert ckpt.exists(), f"{ckpt.name} never appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -4,12 +4,10 @@ SFT run killed with SIGKILL resumes to bit-identical weights."""
 from __future__ import annotations
 
 import json
-import signal
-import time
 
 import pytest
 import torch
-from stagerun import run_stage, start_stage
+from stagerun import kill_at_checkpoint, run_stage, start_stage
 
 MODEL = (
     "model.depth=1 model.aspect_ratio=64 model.head_dim=32 model.seq_len=64 tokenizer.vocab_size=384 "
@@ -72,13 +70,7 @@ def test_bad_mixture_fails_before_training(tiny_corpus, base_model, tmp_path):
 def test_sft_resume_after_sigkill_is_exact(tiny_corpus, chat_runs, tmp_path):
     root, _ = chat_runs
     proc = chat_stage("sft", tmp_path / "killed", tiny_corpus, root / "mid" / "model.pt", wait=False)
-    ckpt = tmp_path / "killed" / "ckpt" / "step_000008.pt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert ckpt.exists(), "no step-8 checkpoint appeared"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at_checkpoint(proc, tmp_path / "killed" / "ckpt" / "step_000008.pt")
     out = chat_stage("sft", tmp_path / "killed", tiny_corpus, root / "mid" / "model.pt")
     assert "resuming at step 8" in out
     a = torch.load(root / "sft" / "model.pt", weights_only=True)["model"]

@@ -6,13 +6,11 @@ Runs the real pretrain stage entry point on a tiny corpus and model (fp32, CPU).
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from stagerun import run_stage, start_stage
+from stagerun import kill_at_checkpoint, run_stage, start_stage
 
 TINY = (
     "model.depth=1 model.aspect_ratio=64 model.head_dim=32 model.seq_len=64 tokenizer.vocab_size=384 "
@@ -46,13 +44,7 @@ def test_loss_falls_and_outputs_are_complete(tiny_corpus, tmp_path):
 def test_sigkill_then_restart_is_bit_identical(tiny_corpus, tmp_path):
     pretrain(tmp_path / "straight", tiny_corpus)
     proc = pretrain(tmp_path / "killed", tiny_corpus, wait=False)
-    ckpt = tmp_path / "killed" / "ckpt" / "step_000008.pt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert ckpt.exists(), "no step-8 checkpoint appeared"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at_checkpoint(proc, tmp_path / "killed" / "ckpt" / "step_000008.pt")
     assert not (tmp_path / "killed" / "model.pt").exists(), "killed too late to test resume"
     # A truncated newer checkpoint must be skipped with a warning, falling back to step 8.
     (tmp_path / "killed" / "ckpt" / "step_000012.pt").write_bytes(b"PK\x03\x04 truncated")
@@ -72,9 +64,7 @@ def test_sigkill_then_restart_is_bit_identical(tiny_corpus, tmp_path):
 
 def test_two_process_ddp_matches_one_process(tiny_corpus, tmp_path):
     pretrain(tmp_path / "one", tiny_corpus, "pretrain.max_steps=6")
-    out = pretrain(
-        tmp_path / "two", tiny_corpus, "pretrain.max_steps=6 pretrain.device_batch_size=2", nproc=2
-    )
+    out = pretrain(tmp_path / "two", tiny_corpus, "pretrain.max_steps=6 pretrain.device_batch_size=2", nproc=2)
     assert "2xcpu" in out
     losses = lambda run: [
         json.loads(x)["train/loss"]

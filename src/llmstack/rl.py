@@ -39,11 +39,10 @@ from llmstack.distributed import Dist, all_reduce_sum
 from llmstack.engine import Engine
 from llmstack.evaluate.chat_eval import reply_text
 from llmstack.model import GPT
-from llmstack.optim import Muon, build_optimizers
 from llmstack.tasks import make_task, task_options
 from llmstack.tasks.base import Task
 from llmstack.tokenizer import Tokenizer
-from llmstack.train import MetricsLog
+from llmstack.train import MetricsLog, make_optimizers, restore
 
 LAST_STEPS = 5  # reward_last in metrics.json: the mean reward over this many final steps
 SOLVED = 1.0 - 1e-9  # a reward counts as a solve for pass@k at 1 (allowing float round-off)
@@ -334,27 +333,15 @@ def run_rl(job: RLJob, d: Dist) -> dict[str, Any] | None:
     tok = job.tokenizer
     engine = Engine(model, tok, precision=cfg.get("precision", "auto"))
     frac = cfg["lr_frac"]
-    opts = build_optimizers(
-        model,
-        matrix_lr=job.base_lrs["matrix_lr"] * frac,
-        embedding_lr=job.base_lrs["embedding_lr"] * frac,
-        unembedding_lr=job.base_lrs["unembedding_lr"] * frac,
-    )
-    if dtype is None:  # fp32 run: orthogonalise in fp32 too, as the training loop does
-        for opt in opts:
-            if isinstance(opt, Muon):
-                opt.ns_dtype = torch.float32
+    opts = make_optimizers(model, job.base_lrs, frac, dtype)
 
     ckpt = Checkpointer(out / "ckpt", keep=cfg.get("keep_ckpts", 2))
     state = ckpt.load_latest()
     start = 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        for opt, s in zip(opts, state["optimizers"], strict=True):
-            opt.load_state_dict(s)
+        start = restore(state, model, opts)
         if len(state["rng"]) == d.world_size:
             set_rng_state(state["rng"][d.rank])
-        start = state["step"]
     log = MetricsLog(out / "metrics.jsonl", d.is_main, start)
     micro = job.device_batch_size or S
     pad_id = tok.special_id("<|assistant_end|>")

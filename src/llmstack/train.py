@@ -108,9 +108,7 @@ def pick_device_batch(job: TrainJob, d: Dist, model: torch.nn.Module, dtype) -> 
     return want
 
 
-def find_fitting_batch(
-    model: torch.nn.Module, max_batch: int, seq_len: int, device: torch.device, dtype
-) -> int:
+def find_fitting_batch(model: torch.nn.Module, max_batch: int, seq_len: int, device: torch.device, dtype) -> int:
     """Halve from max_batch until a forward+backward of that size runs without running out of memory."""
     batch = 2 ** int(math.log2(max(1, min(max_batch, 64))))
     vocab = unwrap(model).config.vocab_size
@@ -131,6 +129,31 @@ def find_fitting_batch(
     if torch_dist.is_initialized():
         torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MIN)
     return int(t.item())
+
+
+def make_optimizers(model: torch.nn.Module, lrs: dict[str, Any], frac: float, dtype) -> list[torch.optim.Optimizer]:
+    """Muon + AdamW at `frac` of the learning rates in `lrs` (matrix/embedding/unembedding_lr);
+    in an fp32 run (dtype None) Muon orthogonalises in fp32 too."""
+    opts = build_optimizers(
+        model,
+        matrix_lr=lrs["matrix_lr"] * frac,
+        embedding_lr=lrs["embedding_lr"] * frac,
+        unembedding_lr=lrs["unembedding_lr"] * frac,
+        weight_decay=lrs.get("weight_decay", 0.0),
+    )
+    if dtype is None:
+        for opt in opts:
+            if isinstance(opt, Muon):
+                opt.ns_dtype = torch.float32
+    return opts
+
+
+def restore(state: dict[str, Any], model: torch.nn.Module, opts: list[torch.optim.Optimizer]) -> int:
+    """Load a step checkpoint's model and optimizer states; returns the step to continue from."""
+    model.load_state_dict(state["model"])
+    for opt, opt_state in zip(opts, state["optimizers"], strict=True):
+        opt.load_state_dict(opt_state)
+    return state["step"]
 
 
 class MetricsLog:
@@ -171,17 +194,7 @@ def run_training(job: TrainJob, d: Dist) -> dict[str, Any]:
     dtype = autocast_dtype(device, cfg.get("precision", "auto"))
     model = job.model.to(device)
     model.train()
-    opts = build_optimizers(
-        model,
-        matrix_lr=cfg["matrix_lr"] * job.lr_frac,
-        embedding_lr=cfg["embedding_lr"] * job.lr_frac,
-        unembedding_lr=cfg["unembedding_lr"] * job.lr_frac,
-        weight_decay=cfg.get("weight_decay", 0.0),
-    )
-    if dtype is None:  # precision=fp32 (or no fast bf16): orthogonalise in fp32 too
-        for opt in opts:
-            if isinstance(opt, Muon):
-                opt.ns_dtype = torch.float32
+    opts = make_optimizers(model, cfg, job.lr_frac, dtype)
     ckpt = Checkpointer(out / "ckpt", keep=cfg.get("keep_ckpts", 2))
     state = ckpt.load_latest()
     start = 0
@@ -191,10 +204,7 @@ def run_training(job: TrainJob, d: Dist) -> dict[str, Any]:
                 f"{ckpt.folder} was written by {len(state['loader'])} processes, this run has "
                 f"{d.world_size}: resume with the same count, or delete the folder to restart"
             )
-        model.load_state_dict(state["model"])
-        for opt, s in zip(opts, state["optimizers"], strict=True):
-            opt.load_state_dict(s)
-        start = state["step"]
+        start = restore(state, model, opts)
     train_model: torch.nn.Module = model
     if cfg.get("compile"):
         train_model = torch.compile(train_model)
@@ -247,24 +257,14 @@ def run_training(job: TrainJob, d: Dist) -> dict[str, Any]:
     for step in range(start, job.total_steps):
         if cfg.get("eval_every") and step % cfg["eval_every"] == 0:
             last_val = validate(step)
-        if (
-            d.is_main
-            and cfg.get("sample_every")
-            and step
-            and step % cfg["sample_every"] == 0
-            and job.sample_prompts
-        ):
+        if d.is_main and cfg.get("sample_every") and step and step % cfg["sample_every"] == 0 and job.sample_prompts:
             log.log(
                 {
                     "step": step,
-                    "samples": sample(
-                        model, job.tokenizer, job.sample_prompts, job.sample_tokens, device, dtype
-                    ),
+                    "samples": sample(model, job.tokenizer, job.sample_prompts, job.sample_tokens, device, dtype),
                 }
             )
-        mult = lr_multiplier(
-            step, job.total_steps, cfg["warmup_ratio"], cfg["warmdown_ratio"], cfg["final_lr_frac"]
-        )
+        mult = lr_multiplier(step, job.total_steps, cfg["warmup_ratio"], cfg["warmdown_ratio"], cfg["final_lr_frac"])
         for opt in opts:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * mult
@@ -275,19 +275,13 @@ def run_training(job: TrainJob, d: Dist) -> dict[str, Any]:
         # Normalise by the step's target count over all ranks (not per micro-batch), so masked
         # batches weigh every learned token equally and any process/micro-batch split is the same
         # step. DDP averages gradients over ranks, hence the world-size factor.
-        count = all_reduce_sum(
-            torch.tensor([float(sum(int((y >= 0).sum()) for _, y in batches))], device=device)
-        )
+        count = all_reduce_sum(torch.tensor([float(sum(int((y >= 0).sum()) for _, y in batches))], device=device))
         step_tokens = int(count.item())
         scale = d.world_size / max(step_tokens, 1)
         loss_sum = 0.0
         for micro, (x, y) in enumerate(batches):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            sync = (
-                contextlib.nullcontext()
-                if (d.world_size == 1 or micro == accum - 1)
-                else train_model.no_sync()
-            )
+            sync = contextlib.nullcontext() if (d.world_size == 1 or micro == accum - 1) else train_model.no_sync()
             with sync, autocast_context(device, dtype):
                 loss = train_model(x, y, loss_reduction="sum")
                 (loss * scale).backward()
@@ -362,9 +356,7 @@ def run_training(job: TrainJob, d: Dist) -> dict[str, Any]:
     return metrics
 
 
-def save_step_checkpoint(
-    ckpt: Checkpointer, step: int, model: torch.nn.Module, opts, loader, d: Dist
-) -> None:
+def save_step_checkpoint(ckpt: Checkpointer, step: int, model: torch.nn.Module, opts, loader, d: Dist) -> None:
     """Gather every rank's loader and RNG state; rank 0 writes model, optimizers and all of them."""
     local = {"loader": loader.state_dict(), "rng": rng_state()}
     gathered = [None] * d.world_size
