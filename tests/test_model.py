@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from llmstack import device as dev
-from llmstack.model import GPT, GPTConfig, KVCache, causal_attention, dims_from_depth, softcap_logits
+from llmstack.model import (
+    GPT,
+    GPTConfig,
+    KVCache,
+    apply_rotary,
+    causal_attention,
+    dims_from_depth,
+    softcap_logits,
+)
 from llmstack.optim import build_optimizers
 
 VOCAB, SEQ = 97, 24
@@ -57,13 +65,32 @@ def test_changing_a_later_token_never_changes_earlier_logits(n_kv_head):
     assert (a[:, 10:] - b[:, 10:]).abs().max() > 1e-3  # and the change does reach later positions
 
 
-@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
-def test_cpu_attention_matches_sdpa(n_kv_head):
+@pytest.mark.parametrize("n_kv_head, T", [(4, 16), (2, 16), (1, 16), (2, 300), (4, 700)])
+def test_cpu_attention_matches_sdpa(n_kv_head, T):
+    """The CPU path (one chunk below T=256, 2-4 uneven query chunks above) equals SDPA."""
     torch.manual_seed(0)
-    q = torch.randn(2, 4, 16, 8)
-    k, v = torch.randn(2, n_kv_head, 16, 8), torch.randn(2, n_kv_head, 16, 8)
+    q = torch.randn(2, 4, T, 8)
+    k, v = torch.randn(2, n_kv_head, T, 8), torch.randn(2, n_kv_head, T, 8)
     want = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_kv_head != 4)
     torch.testing.assert_close(causal_attention(q, k, v), want, atol=1e-5, rtol=1e-5)
+
+
+def test_rotary_is_a_relative_rotation():
+    """Rotations keep norms, and <rot(q, m), rot(k, n)> depends only on m - n."""
+    model = make_model()
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    rot = lambda x, pos: apply_rotary(x, model.cos[:, pos : pos + 1], model.sin[:, pos : pos + 1])
+    torch.testing.assert_close(rot(q, 7).norm(), q.norm())
+    dot = lambda m, n: (rot(q, m) * rot(k, n)).sum()
+    torch.testing.assert_close(dot(3, 1), dot(12, 10), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(dot(3, 1), dot(3, 2), atol=1e-3)
+    # the pair (x[i], x[i + hd/2]) turns by position * base ** (-2i / hd)
+    x = torch.zeros(1, 1, 1, 8)
+    x[..., 1] = 1.0
+    angle = 5 * model.config.rope_base ** (-2 / 8)
+    expected = torch.zeros(8)
+    expected[1], expected[5] = math.cos(angle), -math.sin(angle)
+    torch.testing.assert_close(rot(x, 5).flatten(), expected, atol=1e-6, rtol=0)
 
 
 def test_softcap_is_tanh():
@@ -98,6 +125,15 @@ def test_loss_reduction_and_ignore_index():
     torch.testing.assert_close(mean, per_token[targets != -1].mean())
     with pytest.raises(ValueError, match="loss_reduction"):
         model(idx, targets, loss_reduction="max")
+
+
+def test_training_forward_traces_as_one_graph():
+    """torch.compile-friendly: dynamo captures forward + loss with no graph break (fullgraph=True
+    raises on any), checked with the tracing-only "eager" backend to stay fast."""
+    model = make_model(n_kv_head=2)
+    idx, targets = tokens(2, SEQ), tokens(2, SEQ, seed=2)
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(idx, targets), model(idx, targets))
 
 
 def test_overfits_a_repeated_batch():
@@ -136,6 +172,21 @@ def test_kv_cache_logits_match_full_forward(n_kv_head):
             parts.append(model(idx[:, t : t + 1], kv_cache=cache))
     assert cache.pos == 20
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_kv_cache_under_autocast_and_without():
+    model = make_model(n_kv_head=2)
+    idx = tokens(1, 12)
+    with torch.no_grad():
+        full = model(idx)
+        for autocast in (False, True):
+            cache = model.new_kv_cache(batch_size=1, max_len=12, dtype=torch.bfloat16)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                parts = [model(idx[:, :6], kv_cache=cache)] + [
+                    model(idx[:, t : t + 1], kv_cache=cache) for t in range(6, 12)
+                ]
+            assert cache.k.dtype == torch.bfloat16
+            torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=0.15, rtol=0.05)
 
 
 def test_kv_cache_expand_shares_one_prefill():
