@@ -85,8 +85,10 @@ def cpu_has_fast_bf16() -> bool:
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """Dtype to autocast matmuls to, or None for plain fp32.
 
-    "auto" picks bf16 on CUDA cards that support it and on CPUs with native bf16 (measured on an
-    AVX512-BF16 EPYC: ~2x the fp32 matmul rate, see bench/train_throughput.py), fp32 elsewhere.
+    "auto" picks bf16 on CUDA cards that support it and on CPUs with native bf16, fp32 elsewhere.
+    Measured on a 2-core AVX512-BF16 EPYC without AMX (bench/train_throughput.py, depth 4, dim 256,
+    seq 512, batch 8, Muon): matmuls 2.3x the fp32 rate (~420 vs ~180 GFLOP/s); a train step
+    4.8k vs 3.1k tok/s eager and 6.9k vs 4.1k tok/s compiled, with the same loss curve.
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(_PRECISIONS)}")
