@@ -23,7 +23,8 @@ def stage_command(
 ) -> list[str]:
     cfg = compose_config("tiny", overrides)
     body = stage_slice(cfg, stage)
-    exe = {**execution_settings(cfg, stage), "device": "cpu", **(execution or {})}
+    # eager: torch.compile's ~30 s cold start would dominate these seconds-long runs
+    exe = {**execution_settings(cfg, stage), "device": "cpu", "compile": False, **(execution or {})}
     args = [
         "-m",
         f"llmstack.stages.{stage}",

@@ -18,7 +18,7 @@ SMALL = " ".join(
         "data.embedded.shard_bytes=150000 tokenizer.vocab_size=384 tokenizer.max_chars=300000",
         "model.depth=1 model.head_dim=32 model.seq_len=64",
         "pretrain.total_batch_tokens=512 pretrain.device_batch_size=4 pretrain.max_steps=8 pretrain.eval_every=4",
-        "pretrain.eval_tokens=1024 pretrain.sample_every=0 pretrain.ckpt_every=4",
+        "pretrain.eval_tokens=1024 pretrain.sample_every=0 pretrain.ckpt_every=4 pretrain.compile=false",
         "base_eval.toy_questions=8 base_eval.bpb_tokens=2048",
         f"midtrain.mixture=[{{task:toyworld_chat,size:32,{WORLD}}}] midtrain.val_mixture=[] midtrain.eval_every=0",
         "midtrain.total_batch_tokens=512 midtrain.device_batch_size=4 midtrain.quick_eval_examples=4",

@@ -207,6 +207,8 @@ def run_training(job: TrainJob, d: Dist) -> dict[str, Any]:
         start = restore(state, model, opts)
     train_model: torch.nn.Module = model
     if cfg.get("compile"):
+        # A machine without a working compiler toolchain falls back to eager instead of failing.
+        torch._dynamo.config.suppress_errors = True
         train_model = torch.compile(train_model)
     if d.world_size > 1:
         train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
