@@ -1,6 +1,7 @@
 """Training throughput of the GPT: tokens/s, MFU, peak memory for full train steps.
 
     python bench/train_throughput.py --depth 4 --dim 256 --seq 512 --batch 8 --vocab 4096 --precision bf16
+    python bench/train_throughput.py --preset tiny        # the shape, precision and compile of a preset
 
 One step = forward + backward + optimizer step (Muon+AdamW, or AdamW alone) on random tokens.
 Reports the median step time over the timed steps (after warmup steps that also absorb any
@@ -54,7 +55,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--optimizer", choices=("muon", "adamw"), default="muon")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: all usable cores)")
-    return ap.parse_args(argv)
+    ap.add_argument("--preset", default="", help="take the model and batch shape of a config preset (e.g. tiny)")
+    args = ap.parse_args(argv)
+    if args.preset:
+        from llmstack.config import compose_config
+
+        cfg = compose_config(args.preset)
+        m, p = cfg.model, cfg.pretrain
+        args.depth, args.dim, args.seq, args.vocab = m.depth, m.n_embd, m.seq_len, m.vocab_size
+        args.head_dim, args.kv_ratio = m.n_embd // m.n_head, m.n_head // m.n_kv_head
+        args.batch = p.device_batch_size or args.batch
+        args.precision, args.compile = p.precision, args.compile or p.compile
+    return args
 
 
 def build(args: argparse.Namespace, device: torch.device) -> tuple[GPT, list[torch.optim.Optimizer]]:

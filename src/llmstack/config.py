@@ -25,6 +25,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from llmstack.dims import dims_from_depth
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 # ---------------------------------------------------------------------------------------- schema
@@ -258,17 +260,13 @@ def _value_str(v: Any) -> str:
 
 
 def model_dims(m: DictConfig | dict) -> dict[str, int]:
-    """Width and heads from depth: width = depth * aspect_ratio rounded up to head_dim."""
-    head_dim = m["head_dim"]
-    n_embd = m.get("n_embd") or max(head_dim, math.ceil(m["depth"] * m["aspect_ratio"] / head_dim) * head_dim)
-    n_head = m.get("n_head") or max(1, n_embd // head_dim)
-    # the largest divisor of n_head within the kv_ratio budget, so every depth gives a valid GQA
-    n_kv_head = m.get("n_kv_head") or max(
-        d for d in range(1, n_head + 1) if n_head % d == 0 and d <= max(1, n_head // m["kv_ratio"])
-    )
-    if n_embd % n_head or n_head % n_kv_head:
-        raise ValueError(f"model: n_embd={n_embd}, n_head={n_head}, n_kv_head={n_kv_head} do not divide")
-    return {"n_layer": m["depth"], "n_embd": n_embd, "n_head": n_head, "n_kv_head": n_kv_head}
+    """Width and heads from depth (llmstack.dims), unless n_embd / n_head / n_kv_head are set."""
+    d = dims_from_depth(m["depth"], m["aspect_ratio"], m["head_dim"], m["kv_ratio"])
+    for k in ("n_embd", "n_head", "n_kv_head"):
+        d[k] = m.get(k) or d[k]
+    if d["n_embd"] % d["n_head"] or d["n_head"] % d["n_kv_head"]:
+        raise ValueError(f"model: n_embd={d['n_embd']}, n_head={d['n_head']}, n_kv_head={d['n_kv_head']} do not divide")
+    return d
 
 
 def param_counts(m: DictConfig | dict) -> dict[str, int]:
@@ -452,8 +450,10 @@ def check_task_lists(cfg: DictConfig) -> None:
                 check(f"{stage}.{key}[{i}]", str(entry.pop("task", "")), entry)
     be = cfg.base_eval
     if be.core_tasks and not (be.core_data_dir or os.environ.get("LLMSTACK_CORE_HUB_REPO")):
-        raise ValueError("base_eval.core_tasks needs base_eval.core_data_dir (llm-foundry eval data on disk) "
-                         "or LLMSTACK_CORE_HUB_REPO; or set base_eval.core_tasks=[]")
+        raise ValueError(
+            "base_eval.core_tasks needs base_eval.core_data_dir (llm-foundry eval data on disk) "
+            "or LLMSTACK_CORE_HUB_REPO; or set base_eval.core_tasks=[]"
+        )
     if be.core_data_dir and not Path(be.core_data_dir).expanduser().is_dir():
         raise ValueError(f"base_eval.core_data_dir {be.core_data_dir!r} is not a folder")
     check("rl.task", cfg.rl.task, OmegaConf.to_container(cfg.rl.task_kwargs, resolve=True))

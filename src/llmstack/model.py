@@ -17,12 +17,13 @@ Shape legend:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from llmstack.dims import dims_from_depth  # noqa: F401  (re-exported: the depth dial)
 
 # Rotary tables cover this many times seq_len so sampling may run past the training context.
 ROTARY_LEN_FACTOR = 10
@@ -59,25 +60,6 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
-
-
-def dims_from_depth(depth: int, aspect_ratio: int = 64, head_dim: int = 128, kv_ratio: int = 1) -> dict:
-    """Width and heads from depth, as in nanochat: width = depth * aspect_ratio rounded up to a
-    multiple of the head dim. Narrow models (width < head_dim) get one head as wide as the model.
-    n_kv_head = n_head // kv_ratio, lowered to the nearest divisor of n_head (GQA needs one)."""
-    for name, value in (("depth", depth), ("aspect_ratio", aspect_ratio), ("head_dim", head_dim)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if kv_ratio < 1:
-        raise ValueError(f"kv_ratio must be >= 1, got {kv_ratio}")
-    width = depth * aspect_ratio
-    hd = min(head_dim, width)
-    width = math.ceil(width / hd) * hd
-    n_head = width // hd
-    n_kv_head = max(1, n_head // kv_ratio)
-    while n_head % n_kv_head:
-        n_kv_head -= 1
-    return {"n_layer": depth, "n_embd": width, "n_head": n_head, "n_kv_head": n_kv_head}
 
 
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
