@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 
-from llmstack.checkpoint import Checkpointer, rng_state, save_model, set_rng_state
+from llmstack.checkpoint import Checkpointer, save_model, set_rng_state
 from llmstack.device import autocast_context, autocast_dtype
 from llmstack.distributed import Dist, all_reduce_sum
 from llmstack.engine import Engine
@@ -42,7 +42,7 @@ from llmstack.model import GPT
 from llmstack.tasks import make_task, task_options
 from llmstack.tasks.base import Task
 from llmstack.tokenizer import Tokenizer
-from llmstack.train import MetricsLog, make_optimizers, restore
+from llmstack.train import MetricsLog, make_optimizers, restore, save_step_checkpoint
 
 LAST_STEPS = 5  # reward_last in metrics.json: the mean reward over this many final steps
 SOLVED = 1.0 - 1e-9  # a reward counts as a solve for pass@k at 1 (allowing float round-off)
@@ -300,25 +300,6 @@ def step_metrics(groups: list[Group], rewards: torch.Tensor, loss: float, d: Dis
     }
 
 
-def _save_checkpoint(ckpt: Checkpointer, step: int, model: GPT, opts, d: Dist) -> None:
-    gathered: list[Any] = [None] * d.world_size
-    if torch_dist.is_initialized():
-        torch_dist.all_gather_object(gathered, rng_state())
-    else:
-        gathered = [rng_state()]
-    if d.is_main:
-        ckpt.save(
-            step,
-            {
-                "model": model.state_dict(),
-                "optimizers": [opt.state_dict() for opt in opts],
-                "rng": gathered,
-            },
-        )
-    if torch_dist.is_initialized():
-        torch_dist.barrier()
-
-
 def run_rl(job: RLJob, d: Dist) -> dict[str, Any] | None:
     """Run GRPO on `job.model` for cfg.num_steps steps (resuming from ckpt/ if present); write
     model.pt (rank 0) and return the final metrics, or None when stopped early by `stop_at`."""
@@ -408,7 +389,7 @@ def run_rl(job: RLJob, d: Dist) -> dict[str, Any] | None:
         done = step + 1
         stopping = job.stop_at is not None and done >= job.stop_at and done < steps
         if done < steps and (stopping or (cfg.get("ckpt_every") and done % cfg["ckpt_every"] == 0)):
-            _save_checkpoint(ckpt, done, model, opts, d)
+            save_step_checkpoint(ckpt, done, model, opts, None, d)
         if stopping:
             bar.close()
             return None

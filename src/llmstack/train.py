@@ -359,22 +359,16 @@ def run_training(job: TrainJob, d: Dist) -> dict[str, Any]:
 
 
 def save_step_checkpoint(ckpt: Checkpointer, step: int, model: torch.nn.Module, opts, loader, d: Dist) -> None:
-    """Gather every rank's loader and RNG state; rank 0 writes model, optimizers and all of them."""
-    local = {"loader": loader.state_dict(), "rng": rng_state()}
+    """Gather every rank's RNG (and loader, if any) state; rank 0 writes them with model and optimizers."""
+    local = {"rng": rng_state(), **({"loader": loader.state_dict()} if loader is not None else {})}
     gathered = [None] * d.world_size
     if torch_dist.is_initialized():
         torch_dist.all_gather_object(gathered, local)
     else:
         gathered = [local]
     if d.is_main:
-        ckpt.save(
-            step,
-            {
-                "model": unwrap(model).state_dict(),
-                "optimizers": [opt.state_dict() for opt in opts],
-                "loader": [g["loader"] for g in gathered],
-                "rng": [g["rng"] for g in gathered],
-            },
-        )
+        state = {"model": unwrap(model).state_dict(), "optimizers": [opt.state_dict() for opt in opts]}
+        state.update({key: [g[key] for g in gathered] for key in local})
+        ckpt.save(step, state)
     if torch_dist.is_initialized():
         torch_dist.barrier()
