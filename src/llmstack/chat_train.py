@@ -64,6 +64,7 @@ def run_chat_stage(ctx: StageContext, packed: bool) -> None:
         total_steps=steps,
         sequences_per_step=per_step,
         lr_frac=cfg["init_lr_frac"],
+        fingerprint=ctx.fingerprint(),
         meta={"mixture_counts": mixture.counts(), "conversations": len(mixture), "parent": parent.get("stage")},
     )
     before = None

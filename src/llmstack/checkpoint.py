@@ -66,9 +66,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class Checkpointer:
     """Step checkpoints of one stage run in `folder`."""
 
-    def __init__(self, folder: Path | str, keep: int = 2):
+    def __init__(self, folder: Path | str, keep: int = 2, fingerprint: str = ""):
         self.folder = Path(folder)
         self.keep = max(1, keep)
+        # Identifies the stage's input files: checkpoints made from other inputs (an upstream stage
+        # rerun with different results) must never be resumed.
+        self.fingerprint = fingerprint
 
     def steps(self) -> list[tuple[int, Path]]:
         if not self.folder.is_dir():
@@ -79,7 +82,7 @@ class Checkpointer:
     def save(self, step: int, state: dict[str, Any]) -> Path:
         path = self.folder / f"step_{step:06d}.pt"
         with atomic_path(path) as tmp:
-            torch.save({"step": step, **state}, tmp)
+            torch.save({"step": step, "fingerprint": self.fingerprint, **state}, tmp)
         for _, old in self.steps()[: -self.keep]:
             old.unlink(missing_ok=True)
         return path
@@ -92,9 +95,15 @@ class Checkpointer:
                 state = torch.load(path, map_location="cpu", weights_only=False)
                 if state.get("step") != step:
                     raise ValueError(f"step field {state.get('step')} != file name step {step}")
-                return state
             except Exception as err:  # truncated zip, bad pickle, wrong content
+                warnings.warn(f"skipping unreadable checkpoint {path}: {type(err).__name__}: {err}", stacklevel=2)
+                continue
+            if state.get("fingerprint", "") != self.fingerprint:
                 warnings.warn(
-                    f"skipping unreadable checkpoint {path}: {type(err).__name__}: {err}", stacklevel=2
+                    f"checkpoints in {self.folder} were made from other input files; starting fresh", stacklevel=2
                 )
+                for _, stale in self.steps():
+                    stale.unlink(missing_ok=True)
+                return None
+            return state
         return None

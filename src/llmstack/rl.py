@@ -230,6 +230,7 @@ class RLJob:
     scale_by_std: bool = False
     stop_at: int | None = None  # return after this step's checkpoint, outputs unwritten (time-sliced jobs)
     meta: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # of the input files; step checkpoints from other inputs are not resumed
 
 
 def _sum_gradients(model: torch.nn.Module, d: Dist) -> None:
@@ -316,7 +317,7 @@ def run_rl(job: RLJob, d: Dist) -> dict[str, Any] | None:
     frac = cfg["lr_frac"]
     opts = make_optimizers(model, job.base_lrs, frac, dtype)
 
-    ckpt = Checkpointer(out / "ckpt", keep=cfg.get("keep_ckpts", 2))
+    ckpt = Checkpointer(out / "ckpt", keep=cfg.get("keep_ckpts", 2), fingerprint=job.fingerprint)
     state = ckpt.load_latest()
     start = 0
     if state is not None:

@@ -50,6 +50,7 @@ class TrainJob:
     sample_prompts: list[str] = field(default_factory=list)
     sample_tokens: int = 48
     meta: dict[str, Any] = field(default_factory=dict)  # extra fields for model.pt / metrics.json
+    fingerprint: str = ""  # of the input files; step checkpoints from other inputs are not resumed
 
 
 def token_byte_lengths(tok: Tokenizer) -> torch.Tensor:
@@ -195,7 +196,7 @@ def run_training(job: TrainJob, d: Dist) -> dict[str, Any]:
     model = job.model.to(device)
     model.train()
     opts = make_optimizers(model, cfg, job.lr_frac, dtype)
-    ckpt = Checkpointer(out / "ckpt", keep=cfg.get("keep_ckpts", 2))
+    ckpt = Checkpointer(out / "ckpt", keep=cfg.get("keep_ckpts", 2), fingerprint=job.fingerprint)
     state = ckpt.load_latest()
     start = 0
     if state is not None:

@@ -8,6 +8,7 @@ stage's resolved slice, human-readable), prints provenance, and calls the stage'
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -34,6 +35,16 @@ class StageContext:
 
     def section(self, name: str | None = None) -> dict[str, Any]:
         return self.config[name or self.stage]
+
+    def fingerprint(self) -> str:
+        """sha256 over the input files' contents: what step checkpoints must have been made from."""
+        h = hashlib.sha256()
+        for name, path in sorted(self.inputs.items()):
+            h.update(name.encode())
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    h.update(block)
+        return h.hexdigest()
 
 
 def git_commit() -> str:

@@ -54,6 +54,7 @@ def run(ctx: StageContext) -> None:
         total_steps=cfg["max_steps"],
         sequences_per_step=cfg["total_batch_tokens"] // seq,
         sample_prompts=SAMPLE_PROMPTS,
+        fingerprint=ctx.fingerprint(),
         meta={"tokens": cfg["max_steps"] * cfg["total_batch_tokens"]},
     )
     metrics = run_training(job, d)

@@ -40,6 +40,7 @@ def run(ctx: StageContext) -> None:
         base_lrs=BASE_LRS,
         device_batch_size=ctx.execution.get("device_batch_size"),
         meta={"from": {"stage": meta.get("stage"), "step": meta.get("step")}},
+        fingerprint=ctx.fingerprint(),
     )
     metrics = run_rl(job, d)
     if d.is_main and metrics is not None:
