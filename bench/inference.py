@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from llmstack.device import autocast_context, autocast_dtype, pick_device, set_cpu_threads
+from llmstack.device import autocast_context, autocast_dtype, setup_device
 from llmstack.engine import kv_cache_dtype, sample_next
 from llmstack.model import GPT, GPTConfig, dims_from_depth
 
@@ -136,12 +136,7 @@ def median_of(repeats: int, fn: Callable[[], float]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    device = pick_device(args.device)
-    if device.type == "cpu":
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        else:
-            set_cpu_threads()
+    device = setup_device(args.device, args.threads)
     dtype = autocast_dtype(device, args.precision)
     model = build_model(args, device)
     c = model.config

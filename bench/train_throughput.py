@@ -34,7 +34,7 @@ import time
 
 import torch
 
-from llmstack.device import autocast_context, autocast_dtype, peak_flops, pick_device, set_cpu_threads
+from llmstack.device import autocast_context, autocast_dtype, peak_flops, setup_device
 from llmstack.model import GPT, GPTConfig, dims_from_depth
 from llmstack.optim import build_optimizers
 
@@ -91,12 +91,7 @@ def build(args: argparse.Namespace, device: torch.device) -> tuple[GPT, list[tor
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    device = pick_device(args.device)
-    if device.type == "cpu":
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        else:
-            set_cpu_threads(1)
+    device = setup_device(args.device, args.threads)
     dtype = autocast_dtype(device, args.precision)
     torch.manual_seed(0)
     model, optimizers = build(args, device)

@@ -171,3 +171,14 @@ def set_cpu_threads(world_size: int = 1) -> int:
     threads = max(1, usable_cpu_cores() // world_size)
     torch.set_num_threads(threads)
     return threads
+
+
+def setup_device(preference: str = "auto", threads: int = 0) -> torch.device:
+    """pick_device, and on CPU use `threads` threads (0: every usable core) — for benchmarks and tools."""
+    device = pick_device(preference)
+    if device.type == "cpu":
+        if threads:
+            torch.set_num_threads(threads)
+        else:
+            set_cpu_threads(1)
+    return device
