@@ -6,7 +6,7 @@
 #   runs/<run>/run.json           which stage folders make up a run; runs/<run>/report.md
 #
 # Config (Snakemake --config takes plain top-level keys only):
-#   snakemake --cores all --config preset=tiny run=NAME overrides="model.depth=6 sft.lr=1e-4" \
+#   snakemake --cores all --config preset=tiny run=NAME overrides="model.depth=6 sft.init_lr_frac=0.05" \
 #       sweep="model.depth=4,6"
 from snakemake.utils import min_version
 

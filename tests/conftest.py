@@ -23,6 +23,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """A small toy-world data stage folder (`data/manifest.json`) and a 384-token tokenizer (`tok.model`)."""
+    from llmstack.config import build_section
     from llmstack.data.sources import build_data
     from llmstack.data.toyworld import build_world, iter_documents
     from llmstack.tokenizer import train_tokenizer
@@ -39,7 +40,7 @@ def tiny_corpus(tmp_path_factory) -> Path:
             "shard_bytes": 200_000,
         },
     }
-    build_data(cfg, root / "data")
+    build_data(build_section("data", cfg), root / "data")
     train_tokenizer(
         iter_documents(build_world(0, 16), 0), root / "tok.model", vocab_size=384, max_chars=400_000
     )

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from llmstack.config import compose_config, execution_settings, stage_slice
+from llmstack.config import compose_config
+from llmstack.pipeline import STAGES
+from llmstack.plan import execution_settings, stage_slice
 
 
 def stage_command(
@@ -24,7 +26,9 @@ def stage_command(
     cfg = compose_config("tiny", overrides)
     body = stage_slice(cfg, stage)
     # eager: torch.compile's ~30 s cold start would dominate these seconds-long runs
-    exe = {**execution_settings(cfg, stage), "device": "cpu", "compile": False, **(execution or {})}
+    exe = execution_settings(cfg, stage)
+    own = exe.setdefault(STAGES[stage].sections[-1], {})
+    own.update({"device": "cpu", **({"compile": False} if "compile" in own else {}), **(execution or {})})
     args = [
         "-m",
         f"llmstack.stages.{stage}",

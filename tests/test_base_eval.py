@@ -11,6 +11,7 @@ import torch
 
 from llmstack.checkpoint import save_model
 from llmstack.data.hub import HubUnavailableError
+from llmstack.config import build_section
 from llmstack.data.sources import build_data
 from llmstack.data.toyworld import build_world, fact_questions, iter_documents
 from llmstack.evaluate.core_eval import (
@@ -233,7 +234,7 @@ def test_stage_writes_a_complete_eval_json(tmp_path, tok):
         "val_bytes": 20_000,
         "shard_bytes": 40_000,
     }
-    build_data({"source": "embedded", "rows_per_group": 16, "embedded": embedded}, data)
+    build_data(build_section("data", {"source": "embedded", "rows_per_group": 16, "embedded": embedded}), data)
     model_path = tmp_path / "model.pt"
     save_model(model_path, tiny_gpt(tok.vocab_size, seq_len=64), {"stage": "pretrain", "step": 0})
     tok_path = tmp_path / "tok.model"

@@ -9,7 +9,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from llmstack.config import CONFIG_DIR, compose_config, model_dims, param_counts, parse_sweep, plan_runs
+from llmstack.config import CONFIG_DIR, compose_config, model_dims, param_counts, parse_sweep
+from llmstack.plan import plan_runs
 
 PRESETS = sorted(p.stem for p in (CONFIG_DIR / "preset").glob("*.yaml"))
 

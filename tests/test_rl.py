@@ -15,18 +15,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmstack.config import build_section
 from llmstack.distributed import Dist
 from llmstack.engine import Engine
+from llmstack.harness import Trainer, TrainSpec
 from llmstack.model import GPT, GPTConfig
 from llmstack.rl import (
     Group,
-    RLJob,
+    RLRecipe,
     collate,
     group_advantages,
     held_out_task,
     pass_at_k,
     policy_gradient_loss,
-    run_rl,
     sample_group,
     sample_seed,
     step_prompts,
@@ -40,6 +41,13 @@ from llmstack.tokenizer import Tokenizer, train_tokenizer
 CPU = Dist(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 WORDS = "cat dog sun moon red blue one two three four five big small tree river stone bird fish".split()
 BASE_LRS = {"matrix_lr": 0.02, "embedding_lr": 0.2, "unembedding_lr": 0.004}
+
+
+def run_rl(out: Path, cfg: dict, model, tok, task, eval_task, stop_at: int | None = None):
+    """The rl stage's loop without its entry point: RLRecipe on the harness, in this process."""
+    rl = build_section("rl", cfg)
+    spec = TrainSpec("rl", out, rl, model, rl.num_steps, BASE_LRS, rl.lr_frac, stop_at=stop_at)
+    return Trainer(spec, RLRecipe(rl, tok, task, eval_task), CPU).fit()
 
 
 class WordTask(Task):
@@ -233,8 +241,7 @@ def test_one_step_raises_the_rewarded_tokens_log_prob(tok, model, tmp_path):
     assert 0 < sum(r for g in groups for r in g.rewards) < 16
     before = target_logprob(model, groups, target_id)
     trained = copy.deepcopy(model)
-    job = RLJob(tmp_path, cfg, trained, tok, task, WordTask(task.target, offset=100), BASE_LRS)
-    metrics = run_rl(job, CPU)
+    metrics = run_rl(tmp_path, cfg, trained, tok, task, WordTask(task.target, offset=100))
     assert target_logprob(trained, groups, target_id) > before + 0.1
     assert metrics["reward_first"] == pytest.approx(sum(r for g in groups for r in g.rewards) / 16)
     for key in ("reward_last", "eval/accuracy_start", "eval/accuracy", "steps"):
@@ -248,7 +255,7 @@ def test_reward_rises_over_a_few_steps(tok, model, tmp_path):
     # "k" is rare in the random model's samples (reward ~0.02 at first): GRPO must find and reinforce it.
     cfg = rl_cfg(num_steps=12, prompts_per_step=8, samples_per_prompt=8, lr_frac=0.3, eval_examples=16, top_k=50)
     task, held_out = WordTask("k", size=64), WordTask("k", size=64, offset=100)
-    metrics = run_rl(RLJob(tmp_path, cfg, copy.deepcopy(model), tok, task, held_out, BASE_LRS), CPU)
+    metrics = run_rl(tmp_path, cfg, copy.deepcopy(model), tok, task, held_out)
     assert metrics["reward_first"] < 0.1 and metrics["reward_last"] > metrics["reward_first"] + 0.2
     assert metrics["eval/accuracy"] > metrics["eval/accuracy_start"]
 
@@ -258,8 +265,7 @@ def test_resume_after_a_stop_gives_identical_weights(tok, model, tmp_path):
     cfg = rl_cfg(num_steps=4, ckpt_every=3)
 
     def run(out: Path, stop_at: int | None = None):
-        job = RLJob(out, cfg, copy.deepcopy(model), tok, task, WordTask("o", offset=50), BASE_LRS, stop_at=stop_at)
-        return run_rl(job, CPU)
+        return run_rl(out, cfg, copy.deepcopy(model), tok, task, WordTask("o", offset=50), stop_at)
 
     straight = run(tmp_path / "straight")
     assert run(tmp_path / "resumed", stop_at=2) is None
@@ -289,11 +295,11 @@ def test_stage_writes_declared_outputs_and_a_summary(tok_file, model, tmp_path, 
     from llmstack.stages.common import stage_main
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # distributed.init sizes the thread pool from it
-    save_model(tmp_path / "sft.pt", model, {"stage": "sft", "step": 5})
+    save_model(tmp_path / "sft.pt", model, {"stage": "sft", "step": 5, "base_lrs": BASE_LRS})
     section = rl_cfg(task="toy_arithmetic", num_steps=2, prompts_per_step=2, samples_per_prompt=2, max_new_tokens=6)
     section["task_kwargs"] = {"split": "train", "size": 20, "n_entities": 16}
     out = tmp_path / "rl"
-    argv = [str(out), "--config", json.dumps({"rl": section, "inputs": {}}), "--execution", '{"device": "cpu"}',
+    argv = [str(out), "--config", json.dumps({"rl": section, "inputs": {}}), "--execution", '{"rl": {"device": "cpu"}}',
             "--input", f"model={tmp_path / 'sft.pt'}", "--input", f"tokenizer={tok_file}"]  # fmt: skip
     stage_main("rl", rl_stage.run, argv)
     metrics = json.loads((out / "metrics.json").read_text())

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
+from llmstack.artifacts import atomic_path
 from llmstack.model import GPT, GPTConfig
-from llmstack.stages.common import atomic_path
 
 STEP_FILE = re.compile(r"step_(\d+)\.pt$")
 

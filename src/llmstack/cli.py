@@ -19,7 +19,8 @@ from llmstack.chat.cli import add_chat_arguments, add_serve_arguments, cmd_chat,
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from llmstack.config import one_line, param_counts, plan_runs
+    from llmstack.config import one_line, param_counts
+    from llmstack.plan import plan_runs
 
     try:
         plans = plan_runs(args.preset, args.run, " ".join(args.overrides), args.sweep)

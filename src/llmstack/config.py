@@ -1,22 +1,21 @@
-"""The typed config schema, Hydra composition, the depth dial, and stage addresses.
+"""The typed config schema, Hydra composition, the depth dial, and typed stage sections.
 
     llmstack config model.depth=20          # print the resolved config with derived numbers
 
-Values live in `configs/` (YAML, one group per stage); this module holds the *schema* (types,
+Values live in `configs/` (YAML, one group per section); this module holds the *schema* (types,
 documentation, `MISSING` where YAML must supply a value) so a typo or a bad type fails when the
-config is composed, before any job runs. `plan_runs` turns (preset, overrides, sweep) into runs
-whose stages are addressed by `stage_key`: a hash of the stage's own config slice plus the keys of
-the stages it reads, so a changed setting reruns exactly the stages it affects.
+config is composed, before any job runs. `derive` fills what the depth dial determines. A stage
+entry rebuilds its sections as these dataclasses (`build_section`) and passes them on, so code
+reads `cfg.matrix_lr`, never a dict with a default of its own. Planning runs and stage addresses
+from a composed config is llmstack.plan's job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,18 @@ from llmstack.dims import dims_from_depth
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 # ---------------------------------------------------------------------------------------- schema
+# Two kinds of fields stay out of a stage's key (llmstack.plan.stage_slice):
+# - execution settings decide where or how fast a stage runs, never its numbers;
+# - plan settings are consumed by `derive` here: their effect is in the fields they derive.
+
+
+def execution(default: Any = None) -> Any:
+    return field(default=default, metadata={"role": "execution"})
+
+
+def plan(default: Any = None) -> Any:
+    """A plan setting; stage entries rebuild sections without them, so their type is optional."""
+    return field(default=default, metadata={"role": "plan"})
 
 
 @dataclass
@@ -47,7 +58,7 @@ class HubSource:
     revision: str = "main"
     n_shards: int = 8  # training shards shard_00000 ... shard_{n-1}
     val_shard: int = 1822  # index of the shard kept for validation (the dataset's last)
-    workers: int = 8  # parallel downloads
+    workers: int = execution(8)  # parallel downloads
 
 
 @dataclass
@@ -55,6 +66,9 @@ class LocalSource:
     paths: list[str] = field(default_factory=list)  # globs of parquet / jsonl / txt files
     text_column: str = "text"
     val_fraction: float = 0.01  # documents held out for validation
+
+
+SOURCES = ("embedded", "hf", "local")  # data.source values, each a DataConfig field of its own
 
 
 @dataclass
@@ -66,23 +80,23 @@ class DataConfig:
     rows_per_group: int = 1024  # parquet row-group size (the loader's unit of streaming)
 
     def __post_init__(self) -> None:
-        if self.source not in (MISSING, "embedded", "hf", "local"):
-            raise ValueError(f"data.source must be embedded, hf or local, got {self.source!r}")
+        if self.source not in (MISSING, *SOURCES):
+            raise ValueError(f"data.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
 
 
 @dataclass
 class TokenizerConfig:
     vocab_size: int = MISSING
     max_chars: int = MISSING  # characters of training text the BPE trainer sees
-    threads: int = 2  # sentencepiece trainer threads (does not change the result)
+    threads: int = execution(2)  # sentencepiece trainer threads (does not change the result)
 
 
 @dataclass
 class ModelConfig:
     depth: int = MISSING  # the one dial: layers; width, heads, batch and horizon follow
-    aspect_ratio: int = MISSING  # width = depth * aspect_ratio, rounded up to head_dim
-    head_dim: int = MISSING
-    kv_ratio: int = MISSING  # query heads per key/value head (1 = MHA, n_head = MQA)
+    aspect_ratio: int | None = plan()  # width = depth * aspect_ratio, rounded up to head_dim
+    head_dim: int | None = plan()
+    kv_ratio: int | None = plan()  # query heads per key/value head (1 = MHA, n_head = MQA)
     seq_len: int = MISSING
     softcap: float = MISSING
     vocab_size: int = MISSING  # interpolated from tokenizer.vocab_size
@@ -93,37 +107,46 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Settings of the one training loop, shared by pretrain, midtrain and sft."""
+class LoopConfig:
+    """What the training harness (llmstack.harness) reads: every trained stage has these."""
+
+    seed: int = 1337
+    precision: str = "auto"  # auto | bf16 | fp32
+    eval_every: int = 100  # steps between evaluations (validation loss, held-out reward)
+    ckpt_every: int = 100  # steps between step checkpoints
+    keep_ckpts: int = 2
+    device: str = execution("auto")
+    cpu_procs: int = execution(1)  # gloo processes when no GPU is present
+    device_batch_size: int | None = execution(None)  # sequences per forward; None = pick
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    """Next-token training (pretrain, midtrain, sft): llmstack.train's step on the harness."""
 
     total_batch_tokens: int | None = None  # tokens per optimizer step; derived when None
-    device_batch_size: int | None = None  # sequences per forward; None = largest that fits
-    max_steps: int | None = None  # optimizer steps; derived from tokens_params_ratio when None
-    tokens_params_ratio: float = 20.0  # Chinchilla-style horizon: tokens = ratio * scaling params
-    matrix_lr: float = 0.02  # Muon
-    embedding_lr: float = 0.2  # AdamW, scaled by (n_embd/768)^-0.5
-    unembedding_lr: float = 0.004  # AdamW, scaled likewise
+    max_steps: int | None = None  # optimizer steps; pretrain derives it, chat stages count epochs
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     warmdown_ratio: float = 0.2
     final_lr_frac: float = 0.0
-    init_lr_frac: float = 1.0  # chat stages start from a fraction of the pretraining LRs
     grad_clip: float = 1.0  # 0 disables
-    precision: str = "auto"  # auto | bf16 | fp32
-    seed: int = 1337
-    eval_every: int = 100  # steps between validation passes
     eval_tokens: int = 65536  # tokens per validation pass
+    compile: bool = execution(False)
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    tokens_params_ratio: float | None = plan(20.0)  # Chinchilla-style horizon: tokens = ratio * scaling params
+    matrix_lr: float = 0.02  # Muon; the chat and RL stages scale the LRs their input model records
+    embedding_lr: float = 0.2  # AdamW, scaled by (n_embd/768)^-0.5
+    unembedding_lr: float = 0.004  # AdamW, scaled likewise
     sample_every: int = 0  # steps between samples from fixed prompts (0: only at the end)
-    ckpt_every: int = 100  # steps between step checkpoints
-    keep_ckpts: int = 2
-    # execution only: they do not change the math, so they stay out of the stage key
-    cpu_procs: int = 1  # gloo processes when no GPU is present
-    compile: bool = False
-    device: str = "auto"
 
 
 @dataclass
 class ChatTrainConfig(TrainConfig):
+    init_lr_frac: float = 1.0  # fraction of the input model's recorded learning rates
     mixture: list[Any] = field(default_factory=list)  # [{task, weight|epochs, ...task kwargs}]
     val_mixture: list[Any] = field(default_factory=list)
     num_epochs: float = 1.0
@@ -132,7 +155,7 @@ class ChatTrainConfig(TrainConfig):
 
 
 @dataclass
-class RLConfig:
+class RLConfig(LoopConfig):
     task: str = MISSING  # reward task: toy_arithmetic | gsm8k
     task_kwargs: dict[str, Any] = field(default_factory=dict)
     num_steps: int = MISSING
@@ -141,15 +164,10 @@ class RLConfig:
     max_new_tokens: int = MISSING
     temperature: float = 1.0
     top_k: int = 50
-    lr_frac: float = MISSING  # fraction of the pretraining LRs
+    lr_frac: float = MISSING  # fraction of the input model's recorded learning rates
     eval_every: int = 20
     eval_examples: int = 64
     ckpt_every: int = 20
-    keep_ckpts: int = 2
-    seed: int = 1337
-    precision: str = "auto"
-    cpu_procs: int = 1
-    device: str = "auto"
 
 
 @dataclass
@@ -159,7 +177,7 @@ class BaseEvalConfig:
     max_per_task: int = 500
     toy_questions: int = 200
     bpb_tokens: int = 262144
-    device: str = "auto"
+    device: str = execution("auto")
 
 
 @dataclass
@@ -169,7 +187,7 @@ class EvalConfig:
     task_kwargs: dict[str, Any] = field(default_factory=dict)  # per-task paths etc.
     max_new_tokens: int = 256
     temperature: float = 0.0
-    device: str = "auto"
+    device: str = execution("auto")
 
 
 @dataclass
@@ -196,7 +214,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    pretrain: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     base_eval: BaseEvalConfig = field(default_factory=BaseEvalConfig)
     midtrain: ChatTrainConfig = field(default_factory=ChatTrainConfig)
     sft: ChatTrainConfig = field(default_factory=ChatTrainConfig)
@@ -261,6 +279,9 @@ def _value_str(v: Any) -> str:
 
 def model_dims(m: DictConfig | dict) -> dict[str, int]:
     """Width and heads from depth (llmstack.dims), unless n_embd / n_head / n_kv_head are set."""
+    for k in ("aspect_ratio", "head_dim", "kv_ratio"):
+        if m[k] is None:
+            raise ValueError(f"model.{k} must be set (configs/model/default.yaml has it)")
     d = dims_from_depth(m["depth"], m["aspect_ratio"], m["head_dim"], m["kv_ratio"])
     for k in ("n_embd", "n_head", "n_kv_head"):
         d[k] = m.get(k) or d[k]
@@ -302,178 +323,82 @@ def derive(cfg: DictConfig) -> None:
         )
     if p.max_steps is None:
         p.max_steps = max(1, round(target / p.total_batch_tokens))
-    for stage in ("midtrain", "sft"):
-        c = cfg[stage]
+    for name in sections_of(ChatTrainConfig):
+        c = cfg[name]
         if c.total_batch_tokens is None:
             c.total_batch_tokens = p.total_batch_tokens
         if c.total_batch_tokens % m.seq_len:
-            raise ValueError(f"{stage}.total_batch_tokens must be a multiple of model.seq_len")
+            raise ValueError(f"{name}.total_batch_tokens must be a multiple of model.seq_len")
 
 
-# ------------------------------------------------------------------------------ stage addresses
-
-# Which config sections each stage reads, and which stages' outputs it consumes.
-SECTIONS = {
-    "data": ["data"],
-    "tokenizer": ["tokenizer"],
-    "pretrain": ["model", "pretrain"],
-    "base_eval": ["base_eval"],
-    "midtrain": ["midtrain"],
-    "sft": ["sft"],
-    "rl": ["rl"],
-    "eval": ["eval"],
-}
-UPSTREAM = {
-    "data": [],
-    "tokenizer": ["data"],
-    "pretrain": ["data", "tokenizer"],
-    "base_eval": ["data", "tokenizer", "pretrain"],
-    "midtrain": ["tokenizer", "pretrain"],
-    "sft": ["tokenizer", "midtrain"],
-    "rl": ["tokenizer", "sft"],
-}
-TRAINED = ["pretrain", "midtrain", "sft", "rl"]
-CHAT_MODELS = ["midtrain", "sft", "rl"]  # evaluated by the eval stage
-# Settings that decide where or how fast a stage runs, never its result: kept out of the key.
-EXECUTION_ONLY = {"device_batch_size", "cpu_procs", "compile", "device", "threads", "workers"}
+# ------------------------------------------------------------------------------- typed sections
 
 
-def _strip(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip(v) for k, v in sorted(node.items()) if k not in EXECUTION_ONLY}
-    if isinstance(node, list):
-        return [_strip(v) for v in node]
-    return node
+def section_class(name: str) -> type:
+    """The schema dataclass of a top-level config section (`pretrain` -> PretrainConfig)."""
+    for f in fields(Config):
+        if f.name == name:
+            return f.default_factory
+    raise ValueError(f"there is no config section {name!r}")
 
 
-def stage_slice(cfg: DictConfig, stage: str) -> dict[str, Any]:
-    """The part of the resolved config that determines `stage`'s result (sorted, builtins only)."""
-    out = {s: OmegaConf.to_container(cfg[s], resolve=True) for s in SECTIONS[stage]}
-    if stage == "data":  # only the chosen source's settings matter
-        d = out["data"]
-        out["data"] = {k: v for k, v in d.items() if k not in ("embedded", "hf", "local") or k == d["source"]}
-    return _strip(out)
+def sections_of(cls: type) -> list[str]:
+    """Names of the top-level sections whose schema is `cls` (e.g. both chat training stages)."""
+    return [f.name for f in fields(Config) if f.default_factory is cls]
 
 
-def execution_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:
-    """The execution-only settings of a stage (device, processes...), passed beside the slice."""
+def field_roles(cls: type) -> dict[str, Any]:
+    """{field: role or nested dict} of a schema dataclass; role is 'execution', 'plan' or None."""
     out: dict[str, Any] = {}
-    for s in SECTIONS.get(stage, []):
-        node = OmegaConf.to_container(cfg[s], resolve=True)
-        out.update({k: v for k, v in node.items() if k in EXECUTION_ONLY})
+    for f in fields(cls):
+        factory = f.default_factory
+        if is_dataclass(factory):
+            out[f.name] = field_roles(factory)
+        else:
+            out[f.name] = f.metadata.get("role")
     return out
 
 
-def digest(obj: Any, n: int = 10) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
+def build_section(name: str, values: dict[str, Any], execution_values: dict[str, Any] | None = None) -> Any:
+    """A section's schema dataclass from its planned slice plus its execution settings.
+
+    Types are checked again (the JSON came through a shell), `__post_init__` checks run, and
+    fields the slice leaves out (plan settings, unchosen data sources) take schema defaults."""
+    node = OmegaConf.merge(OmegaConf.structured(section_class(name)), values, execution_values or {})
+    return OmegaConf.to_object(node)
 
 
-@dataclass
-class StageSpec:
-    """One stage of one run: where it lives and what determines it."""
+class ReadRecorder:
+    """Records which schema fields code reads: for the test that no setting is silently ignored.
 
-    stage: str
-    key: str
-    config: dict[str, Any]  # the slice, plus `inputs`: {upstream stage: key}
-    execution: dict[str, Any]
+    Set LLMSTACK_RECORD_READS to a folder and each stage writes `<stage>-<key>.json` listing the
+    `Class.field` names it read (llmstack.stages.common)."""
 
-    @property
-    def dir(self) -> str:
-        return f"artifacts/{self.stage}/{self.key}"
+    def __init__(self) -> None:
+        self.reads: set[str] = set()
+        self._classes = [c for c in _schema_classes(Config) if "__getattribute__" not in vars(c)]
 
-    def config_json(self) -> str:
-        return json.dumps(self.config, sort_keys=True)
+    def __enter__(self) -> ReadRecorder:
+        reads = self.reads
 
+        def getattribute(obj: Any, attr: str) -> Any:
+            names = object.__getattribute__(obj, "__dataclass_fields__")
+            if attr in names:
+                reads.add(f"{type(obj).__name__}.{attr}")
+            return object.__getattribute__(obj, attr)
 
-@dataclass
-class RunPlan:
-    name: str
-    preset: str
-    overrides: list[str]
-    cfg: DictConfig
-    stages: dict[str, StageSpec]  # "eval/sft" for the eval of a chat model
+        for cls in self._classes:
+            cls.__getattribute__ = getattribute
+        return self
 
-    def result_files(self) -> dict[str, str]:
-        """{name: the declared result file} of each stage of the run (what the report reads)."""
-        main = {
-            "data": "manifest.json",
-            "tokenizer": "tokenizer.json",
-            "base_eval": "eval.json",
-            "eval": "eval.json",
-        }
-        return {
-            name.replace("/", "_"): f"{s.dir}/{main.get(s.stage, 'metrics.json')}" for name, s in self.stages.items()
-        }
-
-    def manifest(self) -> dict[str, Any]:
-        # Only what identifies the results: a chat.port override must not rerun anything.
-        return {"run": self.name, "stages": {name: spec.dir for name, spec in sorted(self.stages.items())}}
+    def __exit__(self, *exc: Any) -> None:
+        for cls in self._classes:
+            del cls.__getattribute__
 
 
-def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:
-    specs: dict[str, StageSpec] = {}
-    for stage in UPSTREAM:
-        body = stage_slice(cfg, stage)
-        body["inputs"] = {u: specs[u].key for u in UPSTREAM[stage]}
-        specs[stage] = StageSpec(stage, digest({"stage": stage, **body}), body, execution_settings(cfg, stage))
-    for model_stage in CHAT_MODELS:
-        body = stage_slice(cfg, "eval")
-        body["inputs"] = {"tokenizer": specs["tokenizer"].key, "model": specs[model_stage].key}
-        body["model_stage"] = model_stage
-        specs[f"eval/{model_stage}"] = StageSpec(
-            "eval", digest({"stage": "eval", **body}), body, execution_settings(cfg, "eval")
-        )
-    return specs
-
-
-def check_task_lists(cfg: DictConfig) -> None:
-    """Fail at plan time, before any job, on a mixture or eval list naming an unknown task or
-    option, or a local `path` that does not exist (hub downloads are checked by the stage)."""
-    from llmstack.tasks import task_class, task_options
-
-    def check(where: str, name: str, kwargs: dict[str, Any]) -> None:
-        try:
-            task_class(name)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-        unknown = sorted(set(kwargs) - task_options(name) - {"epochs", "weight", "size", "label"})
-        if unknown:
-            raise ValueError(f"{where}: task {name!r} has no option(s) {unknown}")
-        path = kwargs.get("path")
-        if path and not Path(path).expanduser().exists():
-            raise ValueError(f"{where}: task {name!r} path {path!r} does not exist")
-
-    for stage in ("midtrain", "sft"):
-        for key in ("mixture", "val_mixture", "quick_eval"):
-            for i, entry in enumerate(OmegaConf.to_container(cfg[stage][key], resolve=True)):
-                entry = dict(entry)
-                check(f"{stage}.{key}[{i}]", str(entry.pop("task", "")), entry)
-    be = cfg.base_eval
-    if be.core_tasks and not (be.core_data_dir or os.environ.get("LLMSTACK_CORE_HUB_REPO")):
-        raise ValueError(
-            "base_eval.core_tasks needs base_eval.core_data_dir (llm-foundry eval data on disk) "
-            "or LLMSTACK_CORE_HUB_REPO; or set base_eval.core_tasks=[]"
-        )
-    if be.core_data_dir and not Path(be.core_data_dir).expanduser().is_dir():
-        raise ValueError(f"base_eval.core_data_dir {be.core_data_dir!r} is not a folder")
-    check("rl.task", cfg.rl.task, OmegaConf.to_container(cfg.rl.task_kwargs, resolve=True))
-    kwargs = OmegaConf.to_container(cfg.eval.task_kwargs, resolve=True)
-    for name in cfg.eval.tasks:
-        check("eval.tasks", name, kwargs.get(name, {}))
-
-
-def plan_runs(preset: str = "tiny", run: str | None = None, overrides: str = "", sweep: str = "") -> list[RunPlan]:
-    """Every run the workflow should produce: one, or one per sweep point."""
-    base = shlex.split(overrides)
-    run = run or preset
-    points = parse_sweep(sweep)
-    plans = []
-    for point in points:
-        cfg = compose_config(preset, base + point)
-        check_task_lists(cfg)
-        name = run if len(points) == 1 and not point else "-".join([run, *point])
-        plans.append(RunPlan(name, preset, base + point, cfg, plan_stages(cfg)))
-    names = [p.name for p in plans]
-    if len(set(names)) != len(names):
-        raise ValueError(f"sweep produced duplicate run names: {names}")
-    return plans
+def _schema_classes(cls: type) -> list[type]:
+    out = [cls]
+    for f in fields(cls):
+        if is_dataclass(f.default_factory):
+            out += [c for c in _schema_classes(f.default_factory) if c not in out]
+    return out

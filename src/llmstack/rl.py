@@ -25,24 +25,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as torch_dist
 
-from llmstack.checkpoint import Checkpointer, save_model, set_rng_state
-from llmstack.device import autocast_context, autocast_dtype
+from llmstack.config import RLConfig
+from llmstack.device import autocast_context
 from llmstack.distributed import Dist, all_reduce_sum
 from llmstack.engine import Engine
 from llmstack.evaluate.chat_eval import reply_text
+from llmstack.harness import Recipe, Trainer
 from llmstack.model import GPT
 from llmstack.tasks import make_task, task_options
 from llmstack.tasks.base import Task
 from llmstack.tokenizer import Tokenizer
-from llmstack.train import MetricsLog, make_optimizers, restore, save_step_checkpoint
 
 LAST_STEPS = 5  # reward_last in metrics.json: the mean reward over this many final steps
 SOLVED = 1.0 - 1e-9  # a reward counts as a solve for pass@k at 1 (allowing float round-off)
@@ -215,24 +213,6 @@ def held_out_accuracy(
 # --------------------------------------------------------------------------------------- loop
 
 
-@dataclass
-class RLJob:
-    """What the rl stage hands the loop."""
-
-    out_dir: Path
-    cfg: dict[str, Any]  # the RLConfig section
-    model: GPT  # the SFT model, on the CPU or its device
-    tokenizer: Tokenizer
-    task: Task  # rewards: task.evaluate(conversation, completion text)
-    eval_task: Task
-    base_lrs: dict[str, float]  # matrix_lr, embedding_lr, unembedding_lr before lr_frac
-    device_batch_size: int | None = None  # sequences per forward; None = one group
-    scale_by_std: bool = False
-    stop_at: int | None = None  # return after this step's checkpoint, outputs unwritten (time-sliced jobs)
-    meta: dict[str, Any] = field(default_factory=dict)
-    fingerprint: str = ""  # of the input files; step checkpoints from other inputs are not resumed
-
-
 def _sum_gradients(model: torch.nn.Module, d: Dist) -> None:
     """Give every parameter a gradient (zeros where none flowed) and sum them over ranks in one call.
 
@@ -301,131 +281,77 @@ def step_metrics(groups: list[Group], rewards: torch.Tensor, loss: float, d: Dis
     }
 
 
-def run_rl(job: RLJob, d: Dist) -> dict[str, Any] | None:
-    """Run GRPO on `job.model` for cfg.num_steps steps (resuming from ckpt/ if present); write
-    model.pt (rank 0) and return the final metrics, or None when stopped early by `stop_at`."""
-    cfg, out = job.cfg, job.out_dir
-    P, S, steps = cfg["prompts_per_step"], cfg["samples_per_prompt"], cfg["num_steps"]
-    if min(P, S, steps, cfg["max_new_tokens"]) < 1:
-        raise ValueError("rl: num_steps, prompts_per_step, samples_per_prompt and max_new_tokens must be >= 1")
-    device = d.device
-    dtype = autocast_dtype(device, cfg.get("precision", "auto"))
-    out.mkdir(parents=True, exist_ok=True)
-    model = job.model.to(device)
-    tok = job.tokenizer
-    engine = Engine(model, tok, precision=cfg.get("precision", "auto"))
-    frac = cfg["lr_frac"]
-    opts = make_optimizers(model, job.base_lrs, frac, dtype)
+class RLRecipe(Recipe):
+    """GRPO's step on the harness: rollouts, group advantages, policy gradient; held-out accuracy."""
 
-    ckpt = Checkpointer(out / "ckpt", keep=cfg.get("keep_ckpts", 2), fingerprint=job.fingerprint)
-    state = ckpt.load_latest()
-    start = 0
-    if state is not None:
-        start = restore(state, model, opts)
-        if len(state["rng"]) == d.world_size:
-            set_rng_state(state["rng"][d.rank])
-    log = MetricsLog(out / "metrics.jsonl", d.is_main, start)
-    micro = job.device_batch_size or S
-    pad_id = tok.special_id("<|assistant_end|>")
-    top_k = cfg.get("top_k") or None
-    if d.is_main:
-        print(
-            f"[rl] {model.num_params():,} params on {d.world_size}x{device.type} ({dtype or torch.float32}); "
-            f"task {job.task.name} ({len(job.task)} prompts); {steps} steps x {P} prompts x {S} samples; "
-            + (f"resuming at step {start}" if start else "from scratch"),
-            flush=True,
+    def __init__(self, cfg: RLConfig, tokenizer: Tokenizer, task: Task, eval_task: Task, scale_by_std: bool = False):
+        if min(cfg.prompts_per_step, cfg.samples_per_prompt, cfg.num_steps, cfg.max_new_tokens) < 1:
+            raise ValueError("rl: num_steps, prompts_per_step, samples_per_prompt and max_new_tokens must be >= 1")
+        self.cfg, self.tok, self.task, self.eval_task = cfg, tokenizer, task, eval_task
+        self.scale_by_std = scale_by_std
+        self.samples_per_step = cfg.prompts_per_step * cfg.samples_per_prompt
+
+    def setup(self, t: Trainer) -> None:
+        self.t = t
+        self.engine = Engine(t.model, self.tok, precision=self.cfg.precision)
+        self.micro = self.cfg.device_batch_size or self.cfg.samples_per_prompt
+        self.pad_id = self.tok.special_id("<|assistant_end|>")
+        c = self.cfg
+        t.print(
+            f"task {self.task.name} ({len(self.task)} prompts); "
+            f"{c.prompts_per_step} prompts x {c.samples_per_prompt} samples a step"
         )
 
-    def evaluate(step: int) -> float:
-        model.eval()
-        acc, examples = held_out_accuracy(engine, job.eval_task, cfg["eval_examples"], cfg["max_new_tokens"], d)
-        log.log({"step": step, "eval/accuracy": acc, **({"eval/examples": examples} if d.is_main else {})})
-        return acc
+    def lr_multiplier(self, step: int, total: int) -> float:
+        return 1.0 - step / total  # linear decay to zero, as nanochat's chat_rl
 
-    from tqdm import tqdm
+    def evaluate(self, step: int) -> dict[str, Any]:
+        t, c = self.t, self.cfg
+        t.model.eval()
+        acc, examples = held_out_accuracy(self.engine, self.eval_task, c.eval_examples, c.max_new_tokens, t.d)
+        return {"step": step, "eval/accuracy": acc, **({"eval/examples": examples} if t.d.is_main else {})}
 
-    bar = tqdm(total=steps, initial=start, desc="rl", disable=not d.is_main, dynamic_ncols=True, mininterval=1.0)
-    last_acc = None
-    for step in range(start, steps):
-        if step == 0 or (cfg.get("eval_every") and step % cfg["eval_every"] == 0):
-            last_acc = evaluate(step)  # step 0: the SFT model's accuracy, before any update
-        t0 = time.perf_counter()
+    def train_step(self, step: int) -> dict[str, Any]:
+        t, c, d = self.t, self.cfg, self.t.d
+        S = c.samples_per_prompt
         # 1. rollouts: this rank's prompts of the step, a group of samples each
-        model.eval()
-        indices = step_prompts(len(job.task), P, step, cfg["seed"])
+        t.model.eval()
+        indices = step_prompts(len(self.task), c.prompts_per_step, step, c.seed)
         groups = [
             sample_group(
-                engine, job.task, indices[slot], S, cfg["max_new_tokens"], cfg["temperature"], top_k,
-                sample_seed(cfg["seed"], step, slot),
+                self.engine, self.task, indices[slot], S, c.max_new_tokens, c.temperature, c.top_k or None,
+                sample_seed(c.seed, step, slot),
             )
-            for slot in range(d.rank, P, d.world_size)
+            for slot in range(d.rank, c.prompts_per_step, d.world_size)
         ]  # fmt: skip
         rewards = torch.tensor([g.rewards for g in groups], dtype=torch.float32).reshape(len(groups), S)
-        advantages = group_advantages(rewards, job.scale_by_std)
-        # 2. policy gradient over all ranks, one optimizer step with the linearly decaying LR
-        model.train()
-        loss, token_count = accumulate_policy_gradient(model, groups, advantages, micro, pad_id, dtype, d)
-        mult = 1.0 - step / steps
-        for opt in opts:
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * mult
-            opt.step()
-        model.zero_grad(set_to_none=True)
-        # 3. metrics over all ranks
-        entry = {
-            "step": step,
-            **step_metrics(groups, rewards, loss, d),
-            "rl/tokens": token_count,
-            "lr_mult": mult,
-            "dt": time.perf_counter() - t0,
+        advantages = group_advantages(rewards, self.scale_by_std)
+        # 2. policy gradient over all ranks; the harness steps the optimizers
+        t.model.train()
+        loss, token_count = accumulate_policy_gradient(t.model, groups, advantages, self.micro, self.pad_id, t.dtype, d)
+        return {**step_metrics(groups, rewards, loss, d), "rl/tokens": token_count}
+
+    def progress(self, entry: dict[str, Any], last_eval: dict[str, Any]) -> dict[str, str]:
+        out = {
+            "reward": f"{entry['rl/reward']:.3f}",
+            "pass_k": f"{entry['rl/pass@k']:.2f}",
+            "len": f"{entry['rl/seq_len']:.0f}",
         }
-        log.log(entry)
-        bar.set_postfix(
-            reward=f"{entry['rl/reward']:.3f}",
-            pass_k=f"{entry['rl/pass@k']:.2f}",
-            len=f"{entry['rl/seq_len']:.0f}",
-            **({"eval": f"{last_acc:.3f}"} if last_acc is not None else {}),
-        )
-        bar.update(1)
-        done = step + 1
-        stopping = job.stop_at is not None and done >= job.stop_at and done < steps
-        if done < steps and (stopping or (cfg.get("ckpt_every") and done % cfg["ckpt_every"] == 0)):
-            save_step_checkpoint(ckpt, done, model, opts, None, d)
-        if stopping:
-            bar.close()
-            return None
-    bar.close()
-    final_acc = evaluate(steps)
-    history = log.history
-    rewards_by_step = [e["rl/reward"] for e in history if "rl/reward" in e]
-    accs = [e for e in history if "eval/accuracy" in e]
-    tail = rewards_by_step[-LAST_STEPS:]
-    metrics = {
-        "stage": "rl",
-        "task": job.task.name,
-        "steps": steps,
-        "params": model.num_params(),
-        "device": f"{d.world_size}x{device.type}",
-        "dtype": str(dtype or torch.float32),
-        "reward_first": rewards_by_step[0] if rewards_by_step else None,
-        "reward_last": sum(tail) / len(tail) if tail else None,
-        "pass@k_last": next((e["rl/pass@k"] for e in reversed(history) if "rl/pass@k" in e), None),
-        "eval/accuracy_start": accs[0]["eval/accuracy"] if accs else None,
-        "eval/accuracy": final_acc,
-        "eval/examples": accs[-1].get("eval/examples", []) if accs else [],
-        "samples_per_step": P * S,
-        **job.meta,
-    }
-    if d.is_main:
-        save_model(
-            out / "model.pt",
-            model,
-            {
-                "stage": "rl",
-                "step": steps,
-                "eval/accuracy": final_acc,
-                "reward_last": metrics["reward_last"],
-                **job.meta,
-            },
-        )
-    return metrics
+        if "eval/accuracy" in last_eval:
+            out["eval"] = f"{last_eval['eval/accuracy']:.3f}"
+        return out
+
+    def summary(self, history: list[dict[str, Any]], final_eval: dict[str, Any]) -> dict[str, Any]:
+        rewards = [e["rl/reward"] for e in history if "rl/reward" in e]
+        accs = [e for e in history if "eval/accuracy" in e]
+        tail = rewards[-LAST_STEPS:]
+        return {
+            "task": self.task.name,
+            "reward_first": rewards[0] if rewards else None,
+            "reward_last": sum(tail) / len(tail) if tail else None,
+            "pass@k_last": next((e["rl/pass@k"] for e in reversed(history) if "rl/pass@k" in e), None),
+            "eval/accuracy_start": accs[0]["eval/accuracy"] if accs else None,
+            "eval/accuracy": final_eval["eval/accuracy"],
+            "eval/examples": final_eval.get("eval/examples", []),
+            "samples_per_step": self.samples_per_step,
+        }

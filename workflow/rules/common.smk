@@ -1,10 +1,15 @@
 # The config bridge: compose Hydra once, plan every run's stage addresses, and give rules their
-# inputs, config slices (params: sorted JSON, a rerun trigger) and execution settings
-# (resources: never a rerun trigger, so device counts and batch splits do not rerun anything).
+# inputs and outputs (from the stage table, llmstack.pipeline), config slices (params: sorted
+# JSON, a rerun trigger) and execution settings (resources: never a rerun trigger, so device
+# counts and batch splits do not rerun anything).
 import json
 import sys
 
-from llmstack.config import one_line, plan_runs
+from omegaconf import OmegaConf
+
+from llmstack.config import one_line
+from llmstack.pipeline import STAGES
+from llmstack.plan import plan_runs
 
 
 def _plan():
@@ -34,6 +39,20 @@ def spec(stage, wildcards):
     return SPECS[(stage, wildcards.key)]
 
 
+def stage_inputs(stage):
+    """input (unpack it): {input name: declared upstream output} from the stage table."""
+    return lambda wc: spec(stage, wc).input_files()
+
+
+def stage_outputs(stage):
+    """output (unpack it with **): the stage's declared outputs, meta.json included."""
+    return {name: f"artifacts/{stage}/{{key}}/{file}" for name, file in STAGES[stage].declared.items()}
+
+
+def stage_log(stage):
+    return f"artifacts/{stage}/{{key}}/{stage}.log"
+
+
 def slice_json(stage):
     """params: the stage's config slice as sorted JSON (builtins, so Snakemake tracks changes)."""
     return lambda wc: spec(stage, wc).config_json()
@@ -43,29 +62,23 @@ def execution_json(stage):
     return lambda wc: json.dumps(spec(stage, wc).execution, sort_keys=True)
 
 
-def upstream(stage, up, filename):
-    """input: a file of the stage `up` that this stage's config names as its input."""
-    return lambda wc: f"artifacts/{up}/{spec(stage, wc).config['inputs'][up]}/{filename}"
-
-
-def launch(stage, inputs):
+def launch(stage):
     """The one shell line of a stage rule: `llmstack.launch` picks torchrun or plain python."""
-    args = " ".join(f"--input {name}={{input.{name}}}" for name in inputs)
+    args = " ".join(f"--input {name}={{input.{name}}}" for name in STAGES[stage].inputs)
     return (
         f"python -m llmstack.launch {stage} artifacts/{stage}/{{wildcards.key}} "
         f"--config {{params.config:q}} --execution {{resources.execution:q}} {args} > {{log}} 2>&1"
     )
 
 
-def eval_model(wc):
-    """input of an eval job: the chat model its config names."""
-    s = spec("eval", wc)
-    return f"artifacts/{s.config['model_stage']}/{s.config['inputs']['model']}/model.pt"
+def report_json():
+    """params of the report rules: the report section (prices), so an override reaches them."""
+    return json.dumps({"report": OmegaConf.to_container(RUNS[0].cfg.report, resolve=True)}, sort_keys=True)
 
 
 def run_outputs(wc):
-    """input of a report: every stage result of the run, plus its manifest."""
-    return {"run": f"runs/{wc.run}/run.json", **RUN_BY_NAME[wc.run].result_files()}
+    """input of a report: every stage's meta.json of the run, plus its manifest."""
+    return {"run": f"runs/{wc.run}/run.json", **RUN_BY_NAME[wc.run].meta_files()}
 
 
 def chat_model(wc):

@@ -1,6 +1,9 @@
+# The data stages: text shards, then the tokenizer trained on them.
+
+
 rule data:
     output:
-        manifest="artifacts/data/{key}/manifest.json",
+        **stage_outputs("data"),
     params:
         config=slice_json("data"),
     resources:
@@ -8,18 +11,17 @@ rule data:
     conda:
         "../../envs/llmstack.yaml"
     log:
-        "artifacts/data/{key}/data.log",
+        stage_log("data"),
     threads: 2
     shell:
-        launch("data", [])
+        launch("data")
 
 
 rule tokenizer:
     input:
-        data=upstream("tokenizer", "data", "manifest.json"),
+        unpack(stage_inputs("tokenizer")),
     output:
-        model="artifacts/tokenizer/{key}/tokenizer.model",
-        stats="artifacts/tokenizer/{key}/tokenizer.json",
+        **stage_outputs("tokenizer"),
     params:
         config=slice_json("tokenizer"),
     resources:
@@ -27,7 +29,7 @@ rule tokenizer:
     conda:
         "../../envs/llmstack.yaml"
     log:
-        "artifacts/tokenizer/{key}/tokenizer.log",
+        stage_log("tokenizer"),
     threads: 2
     shell:
-        launch("tokenizer", ["data"])
+        launch("tokenizer")

@@ -1,10 +1,11 @@
+# Evaluation: the base model after pretraining; each chat model (one eval instance per model).
+
+
 rule base_eval:
     input:
-        model=upstream("base_eval", "pretrain", "model.pt"),
-        tokenizer=upstream("base_eval", "tokenizer", "tokenizer.model"),
-        data=upstream("base_eval", "data", "manifest.json"),
+        unpack(stage_inputs("base_eval")),
     output:
-        result="artifacts/base_eval/{key}/eval.json",
+        **stage_outputs("base_eval"),
     params:
         config=slice_json("base_eval"),
     resources:
@@ -12,18 +13,17 @@ rule base_eval:
     conda:
         "../../envs/llmstack.yaml"
     log:
-        "artifacts/base_eval/{key}/base_eval.log",
+        stage_log("base_eval"),
     threads: workflow.cores
     shell:
-        launch("base_eval", ["model", "tokenizer", "data"])
+        launch("base_eval")
 
 
 rule eval:
     input:
-        model=eval_model,
-        tokenizer=upstream("eval", "tokenizer", "tokenizer.model"),
+        unpack(stage_inputs("eval")),
     output:
-        result="artifacts/eval/{key}/eval.json",
+        **stage_outputs("eval"),
     params:
         config=slice_json("eval"),
     resources:
@@ -31,7 +31,7 @@ rule eval:
     conda:
         "../../envs/llmstack.yaml"
     log:
-        "artifacts/eval/{key}/eval.log",
+        stage_log("eval"),
     threads: workflow.cores
     shell:
-        launch("eval", ["model", "tokenizer"])
+        launch("eval")

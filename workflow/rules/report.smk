@@ -17,12 +17,14 @@ rule report:
         unpack(run_outputs),
     output:
         "runs/{run}/report.md",
+    params:
+        config=report_json(),
     conda:
         "../../envs/llmstack.yaml"
     log:
         "runs/{run}/report.log",
     shell:
-        "python -m llmstack.launch report runs/{wildcards.run} > {log} 2>&1"
+        "python -m llmstack.launch report runs/{wildcards.run} --config {params.config:q} > {log} 2>&1"
 
 
 rule sweep_report:
@@ -32,9 +34,10 @@ rule sweep_report:
         f"runs/{SWEEP_NAME}/sweep.md",
     params:
         runs=[f"runs/{r.name}" for r in RUNS],
+        config=report_json(),
     conda:
         "../../envs/llmstack.yaml"
     log:
         f"runs/{SWEEP_NAME}/sweep.log",
     shell:
-        "python -m llmstack.launch sweep_report {output:q} {params.runs:q} > {log} 2>&1"
+        "python -m llmstack.launch sweep_report {output:q} {params.runs:q} --config {params.config:q} > {log} 2>&1"

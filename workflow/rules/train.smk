@@ -5,11 +5,9 @@
 
 rule pretrain:
     input:
-        data=upstream("pretrain", "data", "manifest.json"),
-        tokenizer=upstream("pretrain", "tokenizer", "tokenizer.model"),
+        unpack(stage_inputs("pretrain")),
     output:
-        model="artifacts/pretrain/{key}/model.pt",
-        metrics="artifacts/pretrain/{key}/metrics.json",
+        **stage_outputs("pretrain"),
     params:
         config=slice_json("pretrain"),
     resources:
@@ -17,19 +15,17 @@ rule pretrain:
     conda:
         "../../envs/llmstack.yaml"
     log:
-        "artifacts/pretrain/{key}/pretrain.log",
+        stage_log("pretrain"),
     threads: workflow.cores
     shell:
-        launch("pretrain", ["data", "tokenizer"])
+        launch("pretrain")
 
 
 rule midtrain:
     input:
-        model=upstream("midtrain", "pretrain", "model.pt"),
-        tokenizer=upstream("midtrain", "tokenizer", "tokenizer.model"),
+        unpack(stage_inputs("midtrain")),
     output:
-        model="artifacts/midtrain/{key}/model.pt",
-        metrics="artifacts/midtrain/{key}/metrics.json",
+        **stage_outputs("midtrain"),
     params:
         config=slice_json("midtrain"),
     resources:
@@ -37,19 +33,17 @@ rule midtrain:
     conda:
         "../../envs/llmstack.yaml"
     log:
-        "artifacts/midtrain/{key}/midtrain.log",
+        stage_log("midtrain"),
     threads: workflow.cores
     shell:
-        launch("midtrain", ["model", "tokenizer"])
+        launch("midtrain")
 
 
 rule sft:
     input:
-        model=upstream("sft", "midtrain", "model.pt"),
-        tokenizer=upstream("sft", "tokenizer", "tokenizer.model"),
+        unpack(stage_inputs("sft")),
     output:
-        model="artifacts/sft/{key}/model.pt",
-        metrics="artifacts/sft/{key}/metrics.json",
+        **stage_outputs("sft"),
     params:
         config=slice_json("sft"),
     resources:
@@ -57,19 +51,17 @@ rule sft:
     conda:
         "../../envs/llmstack.yaml"
     log:
-        "artifacts/sft/{key}/sft.log",
+        stage_log("sft"),
     threads: workflow.cores
     shell:
-        launch("sft", ["model", "tokenizer"])
+        launch("sft")
 
 
 rule rl:
     input:
-        model=upstream("rl", "sft", "model.pt"),
-        tokenizer=upstream("rl", "tokenizer", "tokenizer.model"),
+        unpack(stage_inputs("rl")),
     output:
-        model="artifacts/rl/{key}/model.pt",
-        metrics="artifacts/rl/{key}/metrics.json",
+        **stage_outputs("rl"),
     params:
         config=slice_json("rl"),
     resources:
@@ -77,7 +69,7 @@ rule rl:
     conda:
         "../../envs/llmstack.yaml"
     log:
-        "artifacts/rl/{key}/rl.log",
+        stage_log("rl"),
     threads: workflow.cores
     shell:
-        launch("rl", ["model", "tokenizer"])
+        launch("rl")

@@ -6,7 +6,7 @@
     llmstack serve [--run R] [--stage S] [--host H] [--port P] [OVERRIDES...]
 
 Run from the project folder: the default run is the newest `runs/*/run.json`, the default model
-the most trained stage that exists (rl > sft > midtrain > base). Torch and gradio are imported
+the most trained stage that exists (rl, then sft, midtrain, base). Torch and gradio are imported
 only when a command runs, so `llmstack --help` stays fast.
 """
 
@@ -17,15 +17,18 @@ import os
 import sys
 
 from llmstack.config import ChatConfig
+from llmstack.pipeline import CHAT_STAGES
 
 _DEFAULTS = ChatConfig()
+# --stage accepts each chat label and each stage name it stands for (pretrain for base)
+CHOICES = list(dict.fromkeys(x for s in CHAT_STAGES for x in (s.chat_label, s.name)))
 HELP = "interactive: type a message; /clear starts a new conversation; /quit or Ctrl-D ends"
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default=None, help="run name under runs/ (default: the newest)")
-    p.add_argument("--stage", default=None, choices=["rl", "sft", "midtrain", "base", "pretrain"],
-                   help="which model of the run (default: the most trained that exists; pretrain = base)")  # fmt: skip
+    p.add_argument("--stage", default=None, choices=CHOICES,
+                   help="which model of the run (default: the most trained that exists)")  # fmt: skip
     p.add_argument("--model", default=None, help="a model.pt to load instead of a run's")
     p.add_argument("--tokenizer", default=None, help="the tokenizer.model that goes with --model")
     p.add_argument("--project", default=".", help="project folder holding runs/ and artifacts/")

@@ -9,7 +9,7 @@
 `runs/<run>/run.json` (written by the workflow) maps stage names to their folders
 `artifacts/<stage>/<key>`, relative to the project folder; a chat model is that folder's `model.pt`
 and the tokenizer is the run's tokenizer folder's `tokenizer.model`. The default stage is the most
-trained one that exists, in the order rl > sft > midtrain > base (pretrain).
+trained one that exists, in the stage table's order from the end (llmstack.pipeline.CHAT_STAGES).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# chat-facing stage label -> stage name in run.json, most trained first (the default order)
-STAGES = {"rl": "rl", "sft": "sft", "midtrain": "midtrain", "base": "pretrain"}
+from llmstack.pipeline import CHAT_STAGES
+
+# chat-facing label -> stage name in run.json, most trained first (the default order)
+STAGES = {s.chat_label: s.name for s in CHAT_STAGES}
 TRAIN_HINT = "train it with `snakemake --cores all` from the project folder"
 
 
@@ -90,7 +92,7 @@ def resolve_models(
             if not path.is_file():
                 raise ResolveError(f"{kind} file not found: {path}")
         return {"model": ModelChoice("model", Path(model), Path(tokenizer))}, "model"
-    stage = "base" if stage == "pretrain" else stage  # the workflow's name for the base model
+    stage = next((label for label, name in STAGES.items() if name == stage), stage)  # a stage name for its label
     if stage is not None and stage not in STAGES:
         raise ResolveError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     root = Path(root)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmstack.stages.common import atomic_path, write_json
+from llmstack.artifacts import atomic_path, write_json
 
 SCHEMA = pa.schema([("text", pa.string())])
 

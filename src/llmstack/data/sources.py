@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 
+from llmstack.config import DataConfig, EmbeddedSource, HubSource, LocalSource
 from llmstack.data.shards import take_bytes, write_manifest, write_parquet, write_shards
 
 
@@ -23,53 +25,42 @@ def _progress(texts: Iterable[str], total_bytes: int, desc: str) -> Iterable[str
             yield text
 
 
-def build_embedded(cfg: dict, out: Path, rows_per_group: int) -> dict:
+def build_embedded(cfg: EmbeddedSource, out: Path, rows_per_group: int) -> dict:
     from llmstack.data.toyworld import build_world, iter_documents
 
-    world = build_world(cfg["seed"], cfg["n_entities"])
-    train = take_bytes(iter_documents(world, cfg["seed"]), cfg["train_bytes"])
-    write_shards(
-        _progress(train, cfg["train_bytes"], "toy world"), out / "shards", cfg["shard_bytes"], rows_per_group
-    )
+    world = build_world(cfg.seed, cfg.n_entities)
+    train = take_bytes(iter_documents(world, cfg.seed), cfg.train_bytes)
+    write_shards(_progress(train, cfg.train_bytes, "toy world"), out / "shards", cfg.shard_bytes, rows_per_group)
     # A different document stream over the same world: same facts, unseen texts.
-    val = list(take_bytes(iter_documents(world, cfg["seed"] + 1_000_003), cfg["val_bytes"]))
+    val = list(take_bytes(iter_documents(world, cfg.seed + 1_000_003), cfg.val_bytes))
     write_parquet(out / "val.parquet", val, rows_per_group)
-    return {"kind": "embedded", **cfg}
+    return {"kind": "embedded", **asdict(cfg)}
 
 
-def build_hub(cfg: dict, out: Path) -> dict:
+def build_hub(cfg: HubSource, out: Path) -> dict:
     from llmstack.data.hub import download_shards, fetch_file
 
     pattern = "shard_{index:05d}.parquet"
     download_shards(
-        cfg["repo_id"],
-        cfg["n_shards"],
-        out / "shards",
-        pattern=pattern,
-        revision=cfg["revision"],
-        workers=cfg.get("workers", 8),
+        cfg.repo_id, cfg.n_shards, out / "shards", pattern=pattern, revision=cfg.revision, workers=cfg.workers
     )
-    val = fetch_file(
-        cfg["repo_id"],
-        pattern.format(index=cfg["val_shard"]),
-        revision=cfg["revision"],
-        dest_dir=out / "download",
-    )
+    val = fetch_file(cfg.repo_id, pattern.format(index=cfg.val_shard), revision=cfg.revision, dest_dir=out / "download")
     os.replace(val, out / "val.parquet")
-    return {"kind": "hf", **cfg}
+    info = {k: v for k, v in asdict(cfg).items() if k != "workers"}  # how fast it downloaded is no provenance
+    return {"kind": "hf", **info}
 
 
-def build_local(cfg: dict, out: Path, rows_per_group: int, shard_bytes: int = 100_000_000) -> dict:
+def build_local(cfg: LocalSource, out: Path, rows_per_group: int, shard_bytes: int = 100_000_000) -> dict:
     from llmstack.data.local import iter_local_texts
 
-    if not cfg["paths"]:
+    if not cfg.paths:
         raise ValueError("data=local needs data.local.paths, e.g. 'data.local.paths=[/data/*.parquet]'")
     # A stable hash of each document decides its split, so adding files never reshuffles old ones.
-    threshold = int(cfg["val_fraction"] * 2**32)
+    threshold = int(cfg.val_fraction * 2**32)
     val: list[str] = []
 
     def train_docs() -> Iterable[str]:
-        for text in iter_local_texts(cfg["paths"], text_column=cfg["text_column"]):
+        for text in iter_local_texts(cfg.paths, text_column=cfg.text_column):
             if zlib.crc32(text.encode("utf-8")) < threshold:
                 val.append(text)
             else:
@@ -78,22 +69,20 @@ def build_local(cfg: dict, out: Path, rows_per_group: int, shard_bytes: int = 10
     write_shards(train_docs(), out / "shards", shard_bytes, rows_per_group)
     if not val:
         raise ValueError(
-            f"data.local.val_fraction={cfg['val_fraction']} left no validation documents; raise it"
+            f"data.local.val_fraction={cfg.val_fraction} left no validation documents; raise it"
         )
     write_parquet(out / "val.parquet", val, rows_per_group)
-    return {"kind": "local", **cfg}
+    return {"kind": "local", **asdict(cfg)}
 
 
-def build_data(cfg: dict, out: Path) -> dict:
+def build_data(cfg: DataConfig, out: Path) -> dict:
     """Run the configured source into `out` and return the manifest."""
-    source = cfg["source"]
-    rows = cfg.get("rows_per_group", 1024)
-    if source == "embedded":
-        info = build_embedded(cfg["embedded"], out, rows)
-    elif source == "hf":
-        info = build_hub(cfg["hf"], out)
-    elif source == "local":
-        info = build_local(cfg["local"], out, rows)
+    if cfg.source == "embedded":
+        info = build_embedded(cfg.embedded, out, cfg.rows_per_group)
+    elif cfg.source == "hf":
+        info = build_hub(cfg.hf, out)
+    elif cfg.source == "local":
+        info = build_local(cfg.local, out, cfg.rows_per_group)
     else:
-        raise ValueError(f"unknown data.source {source!r}: use embedded, hf or local")
+        raise ValueError(f"unknown data.source {cfg.source!r}: use embedded, hf or local")
     return write_manifest(out, info)

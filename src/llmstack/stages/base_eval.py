@@ -11,14 +11,18 @@ Writes eval.json: {"val/bpb", "val/loss", "core": {task: {accuracy, centered, n,
 
 from __future__ import annotations
 
+from typing import Any
+
+from llmstack.artifacts import write_json
 from llmstack.checkpoint import load_model
+from llmstack.config import BaseEvalConfig
 from llmstack.data.shards import read_manifest, shard_paths
 from llmstack.data.toyworld import build_world
 from llmstack.dataloader import val_batches
 from llmstack.device import autocast_dtype, pick_device
 from llmstack.evaluate.core_eval import core_metric, evaluate_core, load_core_tasks
 from llmstack.evaluate.toy_eval import evaluate_toy
-from llmstack.stages.common import StageContext, stage_main, write_json
+from llmstack.stages.common import StageContext, stage_main
 from llmstack.tokenizer import Tokenizer
 from llmstack.train import evaluate_loss, sample, token_byte_lengths
 
@@ -26,44 +30,41 @@ SAMPLE_PROMPTS = ["Once upon a time", "The capital of France is", "Q: What is 7 
 SAMPLE_TOKENS = 48
 
 
-def run(ctx: StageContext) -> None:
-    cfg = ctx.section()
-    device = pick_device(ctx.execution.get("device", "auto"))
+def run(ctx: StageContext) -> dict[str, Any]:
+    cfg: BaseEvalConfig = ctx.cfg
+    device = pick_device(cfg.device)
     dtype = autocast_dtype(device)
     model, meta = load_model(ctx.inputs["model"], device)
     tok = Tokenizer.load(ctx.inputs["tokenizer"])
     if tok.vocab_size != model.config.vocab_size:
         raise ValueError(f"tokenizer has {tok.vocab_size} tokens but the model expects {model.config.vocab_size}")
     # Task files first: a missing folder or an offline hub fails before minutes of scoring.
-    core_tasks = load_core_tasks(cfg["core_tasks"], cfg["core_data_dir"])
+    core_tasks = load_core_tasks(cfg.core_tasks, cfg.core_data_dir)
     source = read_manifest(ctx.inputs["data"])["source"]
     _, val_path = shard_paths(ctx.inputs["data"])
     seq = model.config.seq_len
     batch = 32 if device.type == "cuda" else 8
     val = evaluate_loss(
         model,
-        val_batches([val_path], tok, batch, seq, cfg["bpb_tokens"]),
+        val_batches([val_path], tok, batch, seq, cfg.bpb_tokens),
         token_byte_lengths(tok),
         device,
         dtype,
     )
     model.eval()  # evaluate_loss leaves the model in train mode
-    print(f"[base_eval] val bpb {val['bpb']:.4f} (loss {val['loss']:.4f})", flush=True)
+    ctx.print(f"val bpb {val['bpb']:.4f} (loss {val['loss']:.4f})")
 
-    core = evaluate_core(model, tok, core_tasks, cfg["max_per_task"])
+    core = evaluate_core(model, tok, core_tasks, cfg.max_per_task)
     for name, r in core.items():
-        print(
-            f"[base_eval] {name:28s} acc {r['accuracy']:.3f} centred {r['centered']:+.3f} (n={r['n']})",
-            flush=True,
-        )
+        ctx.print(f"{name:28s} acc {r['accuracy']:.3f} centred {r['centered']:+.3f} (n={r['n']})")
 
     toy = None
     prompts = list(SAMPLE_PROMPTS)
     if source.get("kind") == "embedded":
         world = build_world(source["seed"], source["n_entities"])
-        toy = evaluate_toy(model, tok, world, cfg["toy_questions"])
+        toy = evaluate_toy(model, tok, world, cfg.toy_questions)
         for check, r in toy.items():
-            print(f"[base_eval] toy {check:16s} acc {r['accuracy']:.3f} (n={r['n']})", flush=True)
+            ctx.print(f"toy {check:16s} acc {r['accuracy']:.3f} (n={r['n']})")
         person = next(e.name for e in world.of_split("test") if e.kind == "person")
         prompts += [f"Q: Where does {person} live?\nA:", f"About {person}\n{person}"]
     samples = sample(model, tok, prompts, SAMPLE_TOKENS, device, dtype)
@@ -78,11 +79,15 @@ def run(ctx: StageContext) -> None:
         "samples": samples,
         "model_meta": meta,
     }
-    write_json(ctx.dir / "eval.json", out)
+    write_json(ctx.dir / ctx.stage.declared["result"], out)
     if out["core_metric"] is not None:
-        print(f"[base_eval] CORE {out['core_metric']:.4f} over {len(core)} tasks", flush=True)
+        ctx.print(f"CORE {out['core_metric']:.4f} over {len(core)} tasks")
     for s in samples:
-        print(f"[base_eval] sample: {s!r}", flush=True)
+        ctx.print(f"sample: {s!r}")
+    ctx.meta["device"] = f"1x{device.type}"
+    ctx.meta["dtype"] = str(dtype or "torch.float32")
+    scores = {f"core/{name}": r["centered"] for name, r in core.items()}
+    return {"val/bpb": val["bpb"], "core_metric": out["core_metric"], **scores}
 
 
 if __name__ == "__main__":

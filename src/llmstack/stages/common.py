@@ -1,128 +1,129 @@
-"""What every stage entry point shares: argument parsing, provenance, and atomic writes.
+"""What every stage entry point shares: arguments, typed config, provenance, and meta.json.
 
 A rule runs `python -m llmstack.stages.<stage> <stage_dir> --config JSON [--execution JSON]
-[--input name=path ...]`. `stage_main` parses that, writes `<stage_dir>/config.yaml` (the
-stage's resolved slice, human-readable), prints provenance, and calls the stage's `run(ctx)`.
+[--input name=path ...]` (through llmstack.launch). `stage_main` parses that, rebuilds each config
+section of the slice as its schema dataclass (execution settings merged back in), writes
+`<stage_dir>/config.yaml`, prints provenance, calls the stage's `run(ctx)`, and on rank 0 writes
+`<stage_dir>/meta.json` last: stage, key, input keys, provenance, device, seconds, the metrics `run`
+returned and a checksum of every declared output (see llmstack.artifacts).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from llmstack.artifacts import META_FILE, atomic_path, output_checksums, provenance, sha256_file, write_json
+from llmstack.config import ReadRecorder, build_section
+from llmstack.pipeline import Stage, stage
+
 
 @dataclass
 class StageContext:
-    stage: str
+    stage: Stage
     dir: Path
-    config: dict[str, Any]  # the stage's slice: {section: {...}, "inputs": {stage: key}}
-    execution: dict[str, Any]  # device, processes...: never part of the stage key
+    slice: dict[str, Any]  # the stage's config slice as planned: {section: {...}, "inputs": {stage: key}}
+    execution: dict[str, Any]  # {section: {execution-only settings}}: never part of the stage key
     inputs: dict[str, Path]
+    sections: dict[str, Any] = field(default_factory=dict)  # section name -> its schema dataclass
+    meta: dict[str, Any] = field(default_factory=dict)  # extra meta.json fields (device, dtype...)
 
-    def section(self, name: str | None = None) -> dict[str, Any]:
-        return self.config[name or self.stage]
+    @property
+    def cfg(self) -> Any:
+        """The stage's own settings (its last config section) as a typed dataclass."""
+        return self.sections[self.stage.sections[-1]]
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+    def print(self, message: str) -> None:
+        print(f"[{self.name}] {message}", flush=True)
 
     def fingerprint(self) -> str:
         """sha256 over the input files' contents: what step checkpoints must have been made from."""
-        h = hashlib.sha256()
-        for name, path in sorted(self.inputs.items()):
-            h.update(name.encode())
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    h.update(block)
-        return h.hexdigest()
+        return sha256_file_set(self.inputs)
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+def sha256_file_set(files: dict[str, Path]) -> str:
+    h = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        h.update(name.encode())
+        h.update(sha256_file(path).encode())
+    return h.hexdigest()
 
 
-def provenance() -> dict[str, Any]:
-    from llmstack import __version__
-
-    return {
-        "llmstack": __version__,
-        "git": git_commit(),
-        "python": platform.python_version(),
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
-@contextmanager
-def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it over `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(path: Path | str, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def parse_args(stage: str, argv: list[str]) -> StageContext:
-    ap = argparse.ArgumentParser(prog=f"python -m llmstack.stages.{stage}")
+def parse_args(name: str, argv: list[str]) -> StageContext:
+    ap = argparse.ArgumentParser(prog=f"python -m llmstack.stages.{name}")
     ap.add_argument("dir", type=Path, help="the stage folder artifacts/<stage>/<key>")
     ap.add_argument("--config", required=True, help="the stage's config slice as JSON")
-    ap.add_argument("--execution", default="{}", help="execution-only settings as JSON")
+    ap.add_argument("--execution", default="{}", help="execution-only settings as JSON, by section")
     ap.add_argument("--input", action="append", default=[], metavar="NAME=PATH")
     a = ap.parse_args(argv)
+    st = stage(name)
     inputs = {}
     for item in a.input:
-        name, sep, path = item.partition("=")
+        key, sep, path = item.partition("=")
         if not sep:
             ap.error(f"--input wants NAME=PATH, got {item!r}")
-        inputs[name] = Path(path)
-    return StageContext(stage, a.dir, json.loads(a.config), json.loads(a.execution), inputs)
+        inputs[key] = Path(path)
+    missing = sorted(set(st.inputs) - set(inputs))
+    if missing:
+        ap.error(f"stage {name} needs --input for {missing}")
+    ctx = StageContext(st, a.dir, json.loads(a.config), json.loads(a.execution), inputs)
+    ctx.sections = {s: build_section(s, ctx.slice[s], ctx.execution.get(s, {})) for s in st.sections}
+    return ctx
 
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def stage_main(stage: str, run: Callable[[StageContext], None], argv: list[str] | None = None) -> None:
-    ctx = parse_args(stage, sys.argv[1:] if argv is None else argv)
+def write_meta(ctx: StageContext, started: dict[str, Any], seconds: float, metrics: dict[str, Any]) -> None:
+    body = {k: v for k, v in ctx.slice.items() if k != "inputs"}
+    meta = {
+        "stage": ctx.name,
+        "key": ctx.dir.name,
+        "inputs": ctx.slice.get("inputs", {}),
+        "config": body,
+        "execution": ctx.execution,
+        **started,
+        "device": "1xcpu",
+        **ctx.meta,
+        "seconds": round(seconds, 3),
+        "metrics": metrics,
+        "outputs": output_checksums(ctx.dir, ctx.stage.outputs),
+    }
+    write_json(ctx.dir / META_FILE, meta)
+
+
+def stage_main(name: str, run: Callable[[StageContext], dict[str, Any] | None], argv: list[str] | None = None) -> None:
+    ctx = parse_args(name, sys.argv[1:] if argv is None else argv)
     ctx.dir.mkdir(parents=True, exist_ok=True)
+    started = provenance()
     if is_main_process():
         with atomic_path(ctx.dir / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(ctx.config, sort_keys=True))
-        print(f"[{stage}] {json.dumps(provenance())}", flush=True)
-        print(f"[{stage}] dir={ctx.dir} inputs={ {k: str(v) for k, v in ctx.inputs.items()} }", flush=True)
+            tmp.write_text(yaml.safe_dump(ctx.slice, sort_keys=True))
+        print(f"[{name}] {json.dumps(started)}", flush=True)
+        print(f"[{name}] dir={ctx.dir} inputs={ {k: str(v) for k, v in ctx.inputs.items()} }", flush=True)
     t0 = time.time()
-    run(ctx)
+    record_to = os.environ.get("LLMSTACK_RECORD_READS")
+    with ReadRecorder() if record_to else contextlib.nullcontext() as recorder:
+        metrics = run(ctx)
+    seconds = time.time() - t0
+    if record_to and is_main_process():
+        write_json(Path(record_to) / f"{name}-{ctx.dir.name}.json", sorted(recorder.reads))
     if is_main_process():
-        print(f"[{stage}] done in {time.time() - t0:.1f}s", flush=True)
+        write_meta(ctx, started, seconds, metrics or {})
+        print(f"[{name}] done in {seconds:.1f}s", flush=True)

@@ -1,10 +1,10 @@
-"""Midtrain stage: packed conversations after pretraining (see llmstack.chat_train).
+"""Midtrain stage: packed conversations after pretraining (the body: llmstack.stages.chat_train).
 
     python -m llmstack.launch midtrain artifacts/midtrain/<key> --config JSON \
         --input model=artifacts/pretrain/<key>/model.pt --input tokenizer=.../tokenizer.model
 """
 
-from llmstack.chat_train import run_chat_stage
+from llmstack.stages.chat_train import run_chat_stage
 from llmstack.stages.common import stage_main
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from llmstack.stages.common import write_json
+from llmstack.artifacts import write_json
 
 
 def main(argv: list[str]) -> None:

@@ -1,10 +1,10 @@
-"""SFT stage: padded single conversations, loss on assistant tokens only (see llmstack.chat_train).
+"""SFT stage: padded single conversations, loss on assistant tokens only (the body: llmstack.stages.chat_train).
 
     python -m llmstack.launch sft artifacts/sft/<key> --config JSON \
         --input model=artifacts/midtrain/<key>/model.pt --input tokenizer=.../tokenizer.model
 """
 
-from llmstack.chat_train import run_chat_stage
+from llmstack.stages.chat_train import run_chat_stage
 from llmstack.stages.common import stage_main
 
 if __name__ == "__main__":
