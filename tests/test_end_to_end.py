@@ -3,12 +3,22 @@ of a changed and a changed-back hyperparameter against that complete run."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
+
+from llmstack.artifacts import sha256_file
+from llmstack.config import section_class
+from llmstack.pipeline import STAGES
+from llmstack.plan import plan_runs
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = "world_seed:0,n_entities:16"  # overrides are split on whitespace: no spaces inside
@@ -31,9 +41,9 @@ SMALL = " ".join(
 )
 
 
-def smk(workdir: Path, *args: str) -> str:
+def smk(workdir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     assert res.returncode == 0, f"{' '.join(args)}\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
     return res.stdout + res.stderr
 
@@ -43,9 +53,45 @@ def planned_rules(out: str) -> set[str]:
     return {line.split()[0] for line in table.group(1).strip().splitlines()} if table else set()
 
 
+def slice_leaves(section_cls: type, node: dict[str, Any]) -> set[str]:
+    """`Class.field` of every leaf setting in a slice section (nested dataclass sections walked)."""
+    out = set()
+    types = {f.name: f.default_factory for f in fields(section_cls)}
+    for key, value in node.items():
+        if is_dataclass(types[key]):
+            out |= slice_leaves(types[key], value)
+        else:
+            out.add(f"{section_cls.__name__}.{key}")
+    return out
+
+
+def check_every_setting_was_read(reads_dir: Path) -> None:
+    """For every stage of the run, every leaf of its slice was read by the stage's code (execution
+    and plan settings are not in the slice, so they are the declared exceptions)."""
+    (plan,) = plan_runs("tiny", overrides=SMALL)
+    for name, spec in plan.stages.items():
+        reads = set(json.loads((reads_dir / f"{spec.stage}-{spec.key}.json").read_text()))
+        leaves = set()
+        for section in STAGES[spec.stage].sections:
+            leaves |= slice_leaves(section_class(section), spec.config[section])
+        assert leaves - reads == set(), f"{name}: settings in the slice that the stage never read"
+
+
 @pytest.mark.slow
 def test_whole_pipeline_runs_and_caches(tmp_path):
-    smk(tmp_path, "--config", f"overrides={SMALL}")
+    reads = tmp_path / "reads"
+    reads.mkdir()
+    smk(tmp_path, "--config", f"overrides={SMALL}", env={"LLMSTACK_RECORD_READS": str(reads)})
+    check_every_setting_was_read(reads)
+    for meta_path in (tmp_path / "artifacts").glob("*/*/meta.json"):
+        meta = json.loads(meta_path.read_text())
+        assert meta["key"] == meta_path.parent.name and meta["seconds"] > 0 and meta["git"], meta_path
+        for out in meta["outputs"].values():
+            assert sha256_file(meta_path.parent / out["file"]) == out["sha256"]
+        assert set(meta["outputs"]) == set(STAGES[meta["stage"]].outputs)
+    assert len(list((tmp_path / "artifacts").glob("*/*/meta.json"))) == 10
+    model_meta = torch.load(next((tmp_path / "artifacts" / "sft").glob("*/model.pt")), weights_only=True)["meta"]
+    assert model_meta["git"] and model_meta["base_lrs"]["matrix_lr"] == 0.02 and model_meta["stage"] == "sft"
     report = (tmp_path / "runs" / "tiny" / "report.md").read_text()
     assert "ChatCORE" in report and "pretrain" in report
     assert (tmp_path / "runs" / "tiny" / "loss_curves.png").stat().st_size > 1000

@@ -312,6 +312,6 @@ class Trainer:
         }
         if d.is_main:
             recorded = {k: v for k, v in metrics.items() if isinstance(v, int | float | str) or v is None}
-            meta = {**recorded, "base_lrs": spec.base_lrs, "git": git_commit()}
+            meta = {**recorded, "step": spec.total_steps, "base_lrs": spec.base_lrs, "git": git_commit()}
             save_model(spec.out_dir / "model.pt", self.model, meta)
         return metrics

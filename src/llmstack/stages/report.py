@@ -1,29 +1,42 @@
 """Report stage: runs/<run>/report.md and its PNG curves from the run's stage results.
 
-    python -m llmstack.launch report runs/<run>
+    python -m llmstack.launch report runs/<run> --config '{"report": {"gpu_hour_price": 3.0, ...}}'
 
-Takes the run folder only (no --config): everything it reports is already in the stage folders
-named by runs/<run>/run.json. See llmstack.report.
+The run folder names the stage folders (runs/<run>/run.json); --config carries only the `report`
+section (prices), so a `report.*` override reaches the cost column. See llmstack.report.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
+from llmstack.artifacts import provenance
+from llmstack.config import ReportConfig
 from llmstack.report import write_report
-from llmstack.stages.common import provenance
+
+
+def report_config(text: str, prog: str) -> ReportConfig:
+    """The typed `report` section of a --config JSON ('{}' = the schema's defaults)."""
+    try:
+        return ReportConfig(**json.loads(text).get("report", {}))
+    except (json.JSONDecodeError, AttributeError, TypeError) as err:
+        raise SystemExit(f"[{prog}] bad --config (want '{{\"report\": {{...}}}}'): {err}") from err
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m llmstack.stages.report runs/<run>")
+    ap = argparse.ArgumentParser(prog="python -m llmstack.stages.report")
+    ap.add_argument("run", type=Path, help="the run folder runs/<run>")
+    ap.add_argument("--config", default="{}", help='the report section as JSON: {"report": {...}}')
+    args = ap.parse_args(argv)
+    prices = report_config(args.config, "report")
     print(f"[report] {json.dumps(provenance())}", flush=True)
     t0 = time.time()
     try:
-        out = write_report(Path(argv[0]))
+        out = write_report(args.run, prices)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"[report] {err}") from err
     print(f"[report] wrote {out}", flush=True)
