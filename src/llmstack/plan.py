@@ -90,7 +90,7 @@ class StageSpec:
         """{input name: path} of the declared upstream outputs this instance reads."""
         out = {}
         for name, source in STAGES[self.stage].inputs.items():
-            up = self.config.get("model_stage") if source.stage == EACH_CHAT_MODEL else source.stage
+            up = self.config["model_stage"] if source.stage == EACH_CHAT_MODEL else source.stage
             out[name] = f"artifacts/{up}/{self.config['inputs'][name]}/{STAGES[up].declared[source.output]}"
         return out
 
