@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from llmstack.checkpoint import save_model
-from llmstack.data.hub import HubUnavailableError
 from llmstack.config import build_section
+from llmstack.data.hub import HubUnavailableError
 from llmstack.data.sources import build_data
 from llmstack.data.toyworld import build_world, fact_questions, iter_documents
 from llmstack.evaluate.core_eval import (
@@ -269,7 +269,7 @@ def test_stage_writes_a_complete_eval_json(tmp_path, tok):
             "--config",
             json.dumps(config),
             "--execution",
-            '{"device": "cpu"}',
+            '{"base_eval": {"device": "cpu"}}',
             "--input",
             f"model={model_path}",
             "--input",
@@ -287,4 +287,7 @@ def test_stage_writes_a_complete_eval_json(tmp_path, tok):
     assert result["toy"]["fact_mc"]["n"] == 8 and result["toy"]["fact_completion"]["n"] == 8
     assert len(result["samples"]) == 5 and result["samples"][0].startswith("Once upon a time")
     assert result["model_meta"] == {"stage": "pretrain", "step": 0}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["device"] == "1xcpu" and meta["metrics"]["val/bpb"] == result["val/bpb"]
+    assert meta["outputs"]["result"]["file"] == "eval.json" and meta["inputs"]["pretrain"] == "k1"
     assert (out / "config.yaml").is_file()

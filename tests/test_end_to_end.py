@@ -102,3 +102,17 @@ def test_whole_pipeline_runs_and_caches(tmp_path):
     changed = planned_rules(smk(tmp_path, "-n", "--config", f"overrides={SMALL} sft.init_lr_frac=0.5"))
     assert changed == {"sft", "rl", "eval", "report", "run_manifest", "all"}
     assert planned_rules(smk(tmp_path, "-n", "--config", f"overrides={SMALL}")) == set()
+
+
+def test_the_setting_check_catches_an_ignored_setting(tmp_path):
+    # The same check as above on recorded reads where sft never read one setting: it must fail.
+    (plan,) = plan_runs("tiny", overrides=SMALL)
+    for spec in plan.stages.values():
+        leaves = set()
+        for section in STAGES[spec.stage].sections:
+            leaves |= slice_leaves(section_class(section), spec.config[section])
+        if spec.stage == "sft":
+            leaves.discard("ChatTrainConfig.init_lr_frac")
+        (tmp_path / f"{spec.stage}-{spec.key}.json").write_text(json.dumps(sorted(leaves)))
+    with pytest.raises(AssertionError, match="sft"):
+        check_every_setting_was_read(tmp_path)

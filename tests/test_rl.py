@@ -295,8 +295,12 @@ def test_stage_writes_declared_outputs_and_a_summary(tok_file, model, tmp_path, 
     from llmstack.stages.common import stage_main
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # distributed.init sizes the thread pool from it
-    save_model(tmp_path / "sft.pt", model, {"stage": "sft", "step": 5, "base_lrs": BASE_LRS})
-    section = rl_cfg(task="toy_arithmetic", num_steps=2, prompts_per_step=2, samples_per_prompt=2, max_new_tokens=6)
+    recorded = {"matrix_lr": 0.123, "embedding_lr": 0.2, "unembedding_lr": 0.004}  # the SFT model's
+    save_model(tmp_path / "sft.pt", model, {"stage": "sft", "step": 5, "base_lrs": recorded})
+    section = rl_cfg(
+        task="toy_arithmetic", num_steps=2, prompts_per_step=2, samples_per_prompt=2, max_new_tokens=6, ckpt_every=1,
+        lr_frac=0.5,
+    )  # fmt: skip
     section["task_kwargs"] = {"split": "train", "size": 20, "n_entities": 16}
     out = tmp_path / "rl"
     argv = [str(out), "--config", json.dumps({"rl": section, "inputs": {}}), "--execution", '{"rl": {"device": "cpu"}}',
@@ -304,6 +308,10 @@ def test_stage_writes_declared_outputs_and_a_summary(tok_file, model, tmp_path, 
     stage_main("rl", rl_stage.run, argv)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 2 and metrics["task"] == "toy_arithmetic" and metrics["from"]["stage"] == "sft"
-    assert torch.load(out / "model.pt", weights_only=True)["meta"]["stage"] == "rl"
+    rl_meta = torch.load(out / "model.pt", weights_only=True)["meta"]
+    assert rl_meta["stage"] == "rl" and rl_meta["base_lrs"] == recorded  # inherited, passed on
+    ckpt = torch.load(out / "ckpt" / "step_000001.pt", weights_only=False)
+    muon = [g for g in ckpt["optimizers"][1]["param_groups"] if g["name"].startswith("matrix")]
+    assert muon and all(g["initial_lr"] == pytest.approx(0.123 * 0.5) for g in muon)  # the SFT model's LR
     assert (out / "config.yaml").exists()
     assert "[rl] reward 0.000 -> 0.000, eval accuracy 0.000 -> 0.000" in capsys.readouterr().out

@@ -6,6 +6,8 @@ Runs the real pretrain stage entry point on a tiny corpus and model (fp32, CPU).
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,31 @@ def test_two_process_ddp_matches_one_process(tiny_corpus, tmp_path):
     a, b = weights(tmp_path / "one" / "model.pt"), weights(tmp_path / "two" / "model.pt")
     for k in a:
         assert (a[k] - b[k]).norm() <= 1e-2 * a[k].norm(), f"{k} differs between 1 and 2 processes"
+
+
+def test_time_limit_signal_checkpoints_then_resumes_bit_identically(tiny_corpus, tmp_path):
+    # A scheduler's warning before the time limit (SIGUSR1) or preemption (SIGTERM): the job
+    # checkpoints at the end of its current step, exits 75, and the rerun finishes identically.
+    LONG = "pretrain.ckpt_every=0 pretrain.max_steps=60"  # long enough to be signalled mid-run
+    pretrain(tmp_path / "straight", tiny_corpus, LONG)
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        out = tmp_path / sig.name
+        proc = pretrain(out, tiny_corpus, LONG, wait=False)
+        deadline = time.time() + 120
+        while time.time() < deadline and "train/loss" not in _read(out / "metrics.jsonl"):
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 75, output[-2000:]
+        saved = sorted((out / "ckpt").glob("step_*.pt"))
+        assert len(saved) == 1 and not (out / "model.pt").exists()
+        assert "stopped by a signal" in output
+        resumed = pretrain(out, tiny_corpus, LONG)
+        assert f"resuming at step {int(saved[0].stem.split('_')[1])}" in resumed
+        a, b = weights(tmp_path / "straight" / "model.pt"), weights(out / "model.pt")
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{k} differs after a {sig.name} stop"
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""

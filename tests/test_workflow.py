@@ -93,6 +93,7 @@ def test_rerun_sets_after_a_complete_run(tmp_path):
         "all",
     }
     assert planned(tmp_path, *config("chat.port=9000 pretrain.cpu_procs=2")) == {}
+    assert set(planned(tmp_path, *config("report.gpu_hour_price=9.5"))) == {"report", "all"}
 
 
 def test_sweep_shares_data_and_tokenizer(tmp_path):

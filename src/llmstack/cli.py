@@ -4,7 +4,7 @@ llmstack config [OVERRIDES...] [--preset P]   print the resolved config, derived
 llmstack resume [SNAKEMAKE ARGS...]           unlock after a crash and rerun what is incomplete
 llmstack chat [--run R] [--stage S] [-p PROMPT]  talk to a trained model in the terminal
 llmstack serve [--run R] [--stage S] [--port P]  the Gradio chat + OpenAI-compatible API
-llmstack report [--run R]                     rewrite runs/<R>/report.md (default: every run and sweep)
+llmstack report [--run R] [OVERRIDES...]       rewrite runs/<R>/report.md (default: every run and sweep)
 """
 
 from __future__ import annotations
@@ -55,10 +55,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from llmstack.config import build_section, compose_config, one_line
     from llmstack.report import regenerate
 
     try:
-        written = regenerate(args.runs_dir, args.run)
+        cfg = compose_config(args.preset, args.overrides)
+    except Exception as err:
+        print(f"llmstack: invalid config: {one_line(err)}", file=sys.stderr)
+        return 2
+    prices = build_section("report", OmegaConf.to_container(cfg.report, resolve=True))
+    try:
+        written = regenerate(args.runs_dir, args.run, prices)
     except (FileNotFoundError, ValueError) as err:
         print(f"llmstack: {err}", file=sys.stderr)
         return 2
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     rp = sub.add_parser("report", help="rewrite runs/<run>/report.md (and sweep.md) from the stage results")
     rp.add_argument("--run", default=None, help="one run or sweep folder name under runs/ (default: all)")
     rp.add_argument("--runs-dir", default="runs", help="the runs folder (default: ./runs)")
+    rp.add_argument("--preset", default="tiny", help="config preset the report.* prices come from")
+    rp.add_argument("overrides", nargs="*", help="Hydra overrides of report.*, e.g. report.gpu_hour_price=2.5")
     rp.set_defaults(func=cmd_report)
     args = ap.parse_args(argv)
     return args.func(args)

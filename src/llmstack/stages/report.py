@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 
 from llmstack.artifacts import provenance
-from llmstack.config import ReportConfig
+from llmstack.config import ReportConfig, build_section
 from llmstack.report import write_report
 
 
 def report_config(text: str, prog: str) -> ReportConfig:
     """The typed `report` section of a --config JSON ('{}' = the schema's defaults)."""
     try:
-        return ReportConfig(**json.loads(text).get("report", {}))
-    except (json.JSONDecodeError, AttributeError, TypeError) as err:
+        return build_section("report", json.loads(text)["report"]) if text.strip() != "{}" else ReportConfig()
+    except (ValueError, KeyError, TypeError) as err:  # JSON and OmegaConf errors are ValueErrors
         raise SystemExit(f"[{prog}] bad --config (want '{{\"report\": {{...}}}}'): {err}") from err
 
 
