@@ -3,9 +3,11 @@
     HumanEval(path="../shared/data/humaneval/HumanEval.jsonl.gz")  # or empty: hub openai/openai_humaneval
 
 Scoring runs prompt + extracted completion + the problem's tests + `check(entry_point)` in
-`llmstack.sandbox.run_python` (a resource-limited subprocess; read its docstring for what it does
-and does not protect against). The completion may be the whole function (it redefines the stub
-from the prompt) or only its body (it continues the stub), fenced in ```python or raw.
+`llmstack.sandbox.run_python`: an OS-isolated process (namespaces via bubblewrap or unshare) whose
+pass must be proven by the harness after the tests ran, so an early exit scores 0. `isolation`
+picks the method; "auto" fails closed where no isolation works, "none" is the weaker opt-in.
+The completion may be the whole function (it redefines the stub from the prompt) or only its body
+(it continues the stub), fenced in ```python or raw.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class HumanEval(Task):
         seed: int = 0,
         timeout_s: float = 5.0,
         memory_mb: int = 1024,
+        isolation: str = "auto",
     ):
         if split != "test":
             raise ValueError(f"humaneval: only split 'test' exists, got {split!r}")
@@ -58,7 +61,7 @@ class HumanEval(Task):
         else:
             rows = read_parquet(hub_file(HUB_REPO, HUB_FILE))
         self.rows = [rows[i] for i in seeded_subset(len(rows), size, seed)]
-        self.timeout_s, self.memory_mb = timeout_s, memory_mb
+        self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -89,4 +92,5 @@ class HumanEval(Task):
             conversation["test"],
             conversation["entry_point"],
         )
-        return float(run_python(program, timeout_s=self.timeout_s, memory_mb=self.memory_mb).ok)
+        result = run_python(program, timeout_s=self.timeout_s, memory_mb=self.memory_mb, isolation=self.isolation)
+        return float(result.ok)
