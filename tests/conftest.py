@@ -45,3 +45,14 @@ def tiny_corpus(tmp_path_factory) -> Path:
         iter_documents(build_world(0, 16), 0), root / "tok.model", vocab_size=384, max_chars=400_000
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def sandbox_method() -> str:
+    """The OS isolation this machine offers for untrusted code; skip only where there is none at all."""
+    from llmstack.sandbox import SandboxUnavailable, resolve_isolation
+
+    try:
+        return resolve_isolation("auto")
+    except SandboxUnavailable as e:
+        pytest.skip(f"no bubblewrap and no user namespaces here: {e}")

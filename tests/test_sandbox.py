@@ -10,18 +10,9 @@ import llmstack.sandbox as sandbox
 from llmstack.sandbox import MAX_OUTPUT_CHARS, SandboxUnavailable, resolve_isolation, run_python
 
 
-@pytest.fixture(scope="module")
-def method() -> str:
-    """The OS isolation this machine offers; skip only where there is none at all."""
-    try:
-        return resolve_isolation("auto")
-    except SandboxUnavailable as e:
-        pytest.skip(f"no bubblewrap and no user namespaces here: {e}")
-
-
-def test_success_and_failure(method):
+def test_success_and_failure(sandbox_method):
     ok = run_python("import math\nprint(math.factorial(5))")
-    assert ok.ok and ok.stdout == "120\n" and not ok.timed_out and ok.method == method
+    assert ok.ok and ok.stdout == "120\n" and not ok.timed_out and ok.method == sandbox_method
     bad = run_python("assert 1 + 1 == 3, 'wrong sum'")
     assert not bad.ok and not bad.timed_out and "AssertionError: wrong sum" in bad.stderr
     assert not run_python("def f(:\n    pass").ok  # syntax error
@@ -71,19 +62,19 @@ print("honest")
 
 
 @pytest.mark.parametrize("isolation", ["auto", "none"])
-def test_honest_code_passes(method, isolation):
+def test_honest_code_passes(sandbox_method, isolation):
     result = run_python(HONEST, timeout_s=20.0, isolation=isolation)
     assert result.ok and result.stdout == "honest\n", result.stderr
 
 
-def test_runaway_code_is_killed_at_the_timeout(method):
+def test_runaway_code_is_killed_at_the_timeout(sandbox_method):
     t0 = time.monotonic()
     result = run_python("import time\ntime.sleep(60)", timeout_s=1.0)
     assert result.timed_out and not result.ok and "timeout" in result.stderr
     assert time.monotonic() - t0 < 2.5
 
 
-def test_memory_output_and_environment_limits(method):
+def test_memory_output_and_environment_limits(sandbox_method):
     memory = run_python("x = bytearray(1024 * 1024 * 1024)", memory_mb=256)
     assert not memory.ok and "MemoryError" in memory.stderr
     t0 = time.monotonic()
@@ -114,17 +105,17 @@ def test_fails_closed_without_isolation(monkeypatch):
     assert run_python("print(1)", isolation="none").ok  # the weaker mode, only when asked for
 
 
-def test_probe_runs_once_per_process(method, monkeypatch):
+def test_probe_runs_once_per_process(sandbox_method, monkeypatch):
     calls = []
     monkeypatch.setattr(sandbox, "_probed", {})
     real = sandbox._run
     monkeypatch.setattr(sandbox, "_run", lambda *a: calls.append(a[0]) or real(*a))
     run_python("pass")
     run_python("pass")
-    assert calls.count(method) == 3  # one probe, two runs
+    assert calls.count(sandbox_method) == 3  # one probe, two runs
 
 
-def test_unshare_method_isolates_too(method):
+def test_unshare_method_isolates_too(sandbox_method):
     try:
         resolve_isolation("unshare")
     except SandboxUnavailable as e:

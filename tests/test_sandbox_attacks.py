@@ -16,17 +16,12 @@ from pathlib import Path
 import pytest
 
 from llmstack.calculator import calculate
-from llmstack.sandbox import MAX_TASKS, SandboxUnavailable, resolve_isolation, run_python
+from llmstack.sandbox import MAX_TASKS, run_python
 
 SECRET = "llmstack-test-secret-8d1f"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def method() -> str:
-    try:
-        return resolve_isolation("auto")
-    except SandboxUnavailable as e:
-        pytest.skip(f"no bubblewrap and no user namespaces here: {e}")
+pytestmark = pytest.mark.usefixtures("sandbox_method")  # skips where no OS isolation exists
 
 
 @pytest.fixture

@@ -9,16 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llmstack.sandbox import SandboxUnavailable, resolve_isolation
 from llmstack.tasks.humaneval import HumanEval
 
-
-@pytest.fixture(scope="module", autouse=True)
-def method() -> str:
-    try:
-        return resolve_isolation("auto")
-    except SandboxUnavailable as e:
-        pytest.skip(f"no bubblewrap and no user namespaces here: {e}")
+pytestmark = pytest.mark.usefixtures("sandbox_method")  # skips where no OS isolation exists
 
 
 def mutants(entry_point: str, solution: str) -> dict[str, str]:
