@@ -3,11 +3,11 @@
     llmstack config model.depth=20          # print the resolved config with derived numbers
 
 Values live in `configs/` (YAML, one group per section); this module holds the *schema* (types,
-documentation, `MISSING` where YAML must supply a value) so a typo or a bad type fails when the
-config is composed, before any job runs. `derive` fills what the depth dial determines. A stage
-entry rebuilds its sections as these dataclasses (`build_section`) and passes them on, so code
-reads `cfg.matrix_lr`, never a dict with a default of its own. Planning runs and stage addresses
-from a composed config is llmstack.plan's job.
+documentation, allowed values, `MISSING` where YAML must supply a value) so a typo, a bad type or
+a value out of range fails when the config is composed, before any job runs. `derive` fills what
+the depth dial determines. A stage entry rebuilds its sections as these dataclasses
+(`build_section`) and passes them on, so code reads `cfg.matrix_lr`, never a dict with a default
+of its own. Planning runs and stage addresses from a composed config is llmstack.plan's job.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import math
 import shlex
 from dataclasses import dataclass, field, fields, is_dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,26 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from llmstack.config_checks import (
+    DEVICE,
+    at_least,
+    between,
+    check_values,
+    fraction,
+    head_split,
+    multiple_of,
+    not_below,
+    one_line,  # noqa: F401  (re-exported: the CLI and the Snakefile print config errors with it)
+    one_of,
+    positive,
+    proper_fraction,
+    setting,
+    sum_at_most_one,
+    unit_interval,
+    vocab,
+)
 from llmstack.dims import dims_from_depth
+from llmstack.pipeline import CHAT_STAGES
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -32,40 +52,35 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Two kinds of fields stay out of a stage's key (llmstack.plan.stage_slice):
 # - execution settings decide where or how fast a stage runs, never its numbers;
 # - plan settings are consumed by `derive` here: their effect is in the fields they derive.
-
-
-def execution(default: Any = None) -> Any:
-    return field(default=default, metadata={"role": "execution"})
-
-
-def plan(default: Any = None) -> Any:
-    """A plan setting; stage entries rebuild sections without them, so their type is optional."""
-    return field(default=default, metadata={"role": "plan"})
+# Stage entries rebuild sections without plan settings, so their type is optional. Value
+# constraints (llmstack.config_checks) sit beside each field and are checked at composition.
+execution = partial(setting, role="execution")  # execution(default, *checks)
+plan = partial(setting, role="plan")
 
 
 @dataclass
 class EmbeddedSource:
     seed: int = 0  # world and document stream seed
-    n_entities: int = 48  # fictional entities in the toy world
-    train_bytes: int = 24_000_000  # characters of training text to generate
-    val_bytes: int = 500_000
-    shard_bytes: int = 8_000_000  # target size of one parquet shard
+    n_entities: int = setting(48, between(16, 4000))  # fictional entities in the toy world
+    train_bytes: int = setting(24_000_000, at_least(1))  # characters of training text to generate
+    val_bytes: int = setting(500_000, at_least(1))
+    shard_bytes: int = setting(8_000_000, at_least(1))  # target size of one parquet shard
 
 
 @dataclass
 class HubSource:
     repo_id: str = "karpathy/fineweb-edu-100b-shuffle"  # or karpathy/climbmix-400b-shuffle
     revision: str = "main"
-    n_shards: int = 8  # training shards shard_00000 ... shard_{n-1}
-    val_shard: int = 1822  # index of the shard kept for validation (the dataset's last)
-    workers: int = execution(8)  # parallel downloads
+    n_shards: int = setting(8, at_least(1))  # training shards shard_00000 ... shard_{n-1}
+    val_shard: int = setting(1822, not_below("n_shards"))  # the shard kept for validation (the dataset's last)
+    workers: int = execution(8, at_least(1))  # parallel downloads
 
 
 @dataclass
 class LocalSource:
     paths: list[str] = field(default_factory=list)  # globs of parquet / jsonl / txt files
     text_column: str = "text"
-    val_fraction: float = 0.01  # documents held out for validation
+    val_fraction: float = setting(0.01, proper_fraction())  # documents held out for validation
 
 
 SOURCES = ("embedded", "hf", "local")  # data.source values, each a DataConfig field of its own
@@ -73,37 +88,33 @@ SOURCES = ("embedded", "hf", "local")  # data.source values, each a DataConfig f
 
 @dataclass
 class DataConfig:
-    source: str = MISSING  # embedded | hf | local
+    source: str = setting(MISSING, one_of(*SOURCES))
     embedded: EmbeddedSource = field(default_factory=EmbeddedSource)
     hf: HubSource = field(default_factory=HubSource)
     local: LocalSource = field(default_factory=LocalSource)
-    rows_per_group: int = 1024  # parquet row-group size (the loader's unit of streaming)
-
-    def __post_init__(self) -> None:
-        if self.source not in (MISSING, *SOURCES):
-            raise ValueError(f"data.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+    rows_per_group: int = setting(1024, at_least(1))  # parquet row-group size (the loader's unit of streaming)
 
 
 @dataclass
 class TokenizerConfig:
-    vocab_size: int = MISSING
-    max_chars: int = MISSING  # characters of training text the BPE trainer sees
-    threads: int = execution(2)  # sentencepiece trainer threads (does not change the result)
+    vocab_size: int = setting(MISSING, vocab())
+    max_chars: int = setting(MISSING, at_least(1))  # characters of training text the BPE trainer sees
+    threads: int = execution(2, at_least(1))  # sentencepiece trainer threads (does not change the result)
 
 
 @dataclass
 class ModelConfig:
-    depth: int = MISSING  # the one dial: layers; width, heads, batch and horizon follow
-    aspect_ratio: int | None = plan()  # width = depth * aspect_ratio, rounded up to head_dim
-    head_dim: int | None = plan()
-    kv_ratio: int | None = plan()  # query heads per key/value head (1 = MHA, n_head = MQA)
-    seq_len: int = MISSING
-    softcap: float = MISSING
-    vocab_size: int = MISSING  # interpolated from tokenizer.vocab_size
+    depth: int = setting(MISSING, at_least(1))  # the one dial: layers; width, heads, batch and horizon follow
+    aspect_ratio: int | None = plan(None, at_least(1))  # width = depth * aspect_ratio, rounded up to head_dim
+    head_dim: int | None = plan(None, at_least(2))
+    kv_ratio: int | None = plan(None, at_least(1))  # query heads per key/value head (1 = MHA, n_head = MQA)
+    seq_len: int = setting(MISSING, at_least(1))  # the model itself needs no multiple of anything
+    softcap: float = setting(MISSING, positive())
+    vocab_size: int = setting(MISSING, not_below("tokenizer.vocab_size"))  # interpolated from tokenizer.vocab_size
     # derived from depth unless set
-    n_embd: int | None = None
-    n_head: int | None = None
-    n_kv_head: int | None = None
+    n_embd: int | None = setting(None, at_least(1))
+    n_head: int | None = setting(None, at_least(1), head_split("n_embd"))
+    n_kv_head: int | None = setting(None, at_least(1))
 
 
 @dataclass
@@ -111,100 +122,102 @@ class LoopConfig:
     """What the training harness (llmstack.harness) reads: every trained stage has these."""
 
     seed: int = 1337
-    precision: str = "auto"  # auto | bf16 | fp32
-    eval_every: int = 100  # steps between evaluations (validation loss, held-out reward)
-    ckpt_every: int = 100  # steps between step checkpoints
-    keep_ckpts: int = 2
-    device: str = execution("auto")
-    cpu_procs: int = execution(1)  # gloo processes when no GPU is present
-    device_batch_size: int | None = execution(None)  # sequences per forward; None = pick
+    precision: str = setting("auto", one_of("auto", "bf16", "fp32"))  # llmstack.device's choices
+    eval_every: int = setting(100, at_least(0))  # steps between evaluations (0: only before training)
+    ckpt_every: int = setting(100, at_least(0))  # steps between step checkpoints (0: none)
+    keep_ckpts: int = setting(2, at_least(1))
+    device: str = execution("auto", DEVICE)
+    cpu_procs: int = execution(1, at_least(1))  # gloo processes when no GPU is present
+    device_batch_size: int | None = execution(None, at_least(1))  # sequences per forward; None = pick
 
 
 @dataclass
 class TrainConfig(LoopConfig):
     """Next-token training (pretrain, midtrain, sft): llmstack.train's step on the harness."""
 
-    total_batch_tokens: int | None = None  # tokens per optimizer step; derived when None
-    max_steps: int | None = None  # optimizer steps; pretrain derives it, chat stages count epochs
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    warmdown_ratio: float = 0.2
-    final_lr_frac: float = 0.0
-    grad_clip: float = 1.0  # 0 disables
-    eval_tokens: int = 65536  # tokens per validation pass
+    # tokens per optimizer step (whole sequences); derived when None
+    total_batch_tokens: int | None = setting(None, at_least(1), multiple_of("model.seq_len"))
+    max_steps: int | None = setting(None, at_least(1))  # optimizer steps; pretrain derives it, chat stages count epochs
+    weight_decay: float = setting(0.0, at_least(0))
+    warmup_ratio: float = setting(0.0, unit_interval(), sum_at_most_one("warmdown_ratio"))
+    warmdown_ratio: float = setting(0.2, unit_interval())
+    final_lr_frac: float = setting(0.0, unit_interval())
+    grad_clip: float = setting(1.0, at_least(0))  # 0 disables
+    eval_tokens: int = setting(65536, at_least(1))  # tokens per validation pass
     compile: bool = execution(False)
 
 
 @dataclass
 class PretrainConfig(TrainConfig):
-    tokens_params_ratio: float | None = plan(20.0)  # Chinchilla-style horizon: tokens = ratio * scaling params
-    matrix_lr: float = 0.02  # Muon; the chat and RL stages scale the LRs their input model records
-    embedding_lr: float = 0.2  # AdamW, scaled by (n_embd/768)^-0.5
-    unembedding_lr: float = 0.004  # AdamW, scaled likewise
-    sample_every: int = 0  # steps between samples from fixed prompts (0: only at the end)
+    tokens_params_ratio: float | None = plan(20.0, positive())  # horizon: tokens = ratio * scaling params
+    matrix_lr: float = setting(0.02, positive())  # Muon; the chat and RL stages scale the LRs their input model records
+    embedding_lr: float = setting(0.2, positive())  # AdamW, scaled by (n_embd/768)^-0.5
+    unembedding_lr: float = setting(0.004, positive())  # AdamW, scaled likewise
+    sample_every: int = setting(0, at_least(0))  # steps between samples from fixed prompts (0: only at the end)
 
 
 @dataclass
 class ChatTrainConfig(TrainConfig):
-    init_lr_frac: float = 1.0  # fraction of the input model's recorded learning rates
+    init_lr_frac: float = setting(1.0, fraction())  # fraction of the input model's recorded learning rates
     mixture: list[Any] = field(default_factory=list)  # [{task, weight|epochs, ...task kwargs}]
     val_mixture: list[Any] = field(default_factory=list)
-    num_epochs: float = 1.0
+    num_epochs: float = setting(1.0, positive())
     quick_eval: list[Any] = field(default_factory=list)  # [{task, ...kwargs}] scored after training
-    quick_eval_examples: int = 200  # examples per quick-eval task
+    quick_eval_examples: int = setting(200, at_least(1))  # examples per quick-eval task
 
 
 @dataclass
 class RLConfig(LoopConfig):
     task: str = MISSING  # reward task: toy_arithmetic | gsm8k
     task_kwargs: dict[str, Any] = field(default_factory=dict)
-    num_steps: int = MISSING
-    prompts_per_step: int = MISSING
-    samples_per_prompt: int = MISSING  # GRPO group size
-    max_new_tokens: int = MISSING
-    temperature: float = 1.0
-    top_k: int = 50
-    lr_frac: float = MISSING  # fraction of the input model's recorded learning rates
-    eval_every: int = 20
-    eval_examples: int = 64
-    ckpt_every: int = 20
+    num_steps: int = setting(MISSING, at_least(1))
+    prompts_per_step: int = setting(MISSING, at_least(1))
+    # GRPO group size; a group of one has advantage 0 (reward minus its own mean): nothing to learn
+    samples_per_prompt: int = setting(MISSING, at_least(2))
+    max_new_tokens: int = setting(MISSING, at_least(1))
+    temperature: float = setting(1.0, positive())  # 0 would make a group's samples identical
+    top_k: int = setting(50, at_least(0))  # 0: off
+    lr_frac: float = setting(MISSING, fraction())  # fraction of the input model's recorded learning rates
+    eval_every: int = setting(20, at_least(0))
+    eval_examples: int = setting(64, at_least(1))
+    ckpt_every: int = setting(20, at_least(0))
 
 
 @dataclass
 class BaseEvalConfig:
     core_tasks: list[str] = field(default_factory=list)  # CORE task names; [] = toy world only
     core_data_dir: str = ""  # local llm-foundry jsonl folder ('' = the hub when online)
-    max_per_task: int = 500
-    toy_questions: int = 200
-    bpb_tokens: int = 262144
-    device: str = execution("auto")
+    max_per_task: int = setting(500, at_least(0))  # 0: all
+    toy_questions: int = setting(200, at_least(1))
+    bpb_tokens: int = setting(262144, at_least(1))
+    device: str = execution("auto", DEVICE)
 
 
 @dataclass
 class EvalConfig:
     tasks: list[str] = field(default_factory=list)
-    max_per_task: int = 200
+    max_per_task: int = setting(200, at_least(1))
     task_kwargs: dict[str, Any] = field(default_factory=dict)  # per-task paths etc.
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    device: str = execution("auto")
+    max_new_tokens: int = setting(256, at_least(1))
+    temperature: float = setting(0.0, at_least(0))  # 0: greedy
+    device: str = execution("auto", DEVICE)
 
 
 @dataclass
 class ReportConfig:
-    gpu_hour_price: float = 3.0  # USD per GPU-hour, for the cost column
-    cpu_hour_price: float = 0.05
+    gpu_hour_price: float = setting(3.0, at_least(0))  # USD per GPU-hour, for the cost column
+    cpu_hour_price: float = setting(0.05, at_least(0))
 
 
 @dataclass
 class ChatConfig:
     host: str = "127.0.0.1"
-    port: int = 7860
+    port: int = setting(7860, between(1, 65535))
     share: bool = False  # never a public link unless asked
-    stage: str = "rl"  # which model the chat rule serves
-    temperature: float = 0.8
-    top_k: int = 50
-    max_new_tokens: int = 512
+    stage: str = setting("rl", one_of(*(s.name for s in CHAT_STAGES)))  # which model the chat rule serves
+    temperature: float = setting(0.8, at_least(0))
+    top_k: int = setting(50, at_least(0))  # 0: off
+    max_new_tokens: int = setting(512, at_least(1))
     name: str = "llmstack"  # identity the chat stages teach
     maker: str = "the llmstack authors"
 
@@ -232,22 +245,20 @@ ConfigStore.instance().store(name="llmstack_schema", node=Config)
 def compose_config(preset: str = "tiny", overrides: list[str] | str = ()) -> DictConfig:
     """The resolved config for a preset plus Hydra overrides (a list or a space-separated string).
 
-    Raises hydra's own errors (unknown key, bad type) before any work is done."""
+    Raises hydra's own errors (unknown key, bad type) and, for a value out of its schema range,
+    a one-line ValueError (llmstack.config_checks) before any work is done."""
+    presets = sorted(p.stem for p in (CONFIG_DIR / "preset").glob("*.yaml"))
+    if preset not in presets:  # Hydra's own message lists them over several lines
+        raise ValueError(f"preset={preset}: must be one of {', '.join(presets)}")
     if isinstance(overrides, str):
         overrides = shlex.split(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"preset={preset}", *overrides])
+    check_values(cfg, Config)  # before derive divides by seq_len and batch sizes
     derive(cfg)
+    check_values(cfg, Config)  # what derive filled: batch multiples, head widths
     return cfg
-
-
-def one_line(err: BaseException) -> str:
-    """Hydra's error as one line: its message plus the reason on the next line, if any."""
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    if err.__cause__ is not None and str(err.__cause__).strip():
-        lines = lines[:1] + [str(err.__cause__).strip().splitlines()[0]]
-    return ": ".join(lines[:2]) if lines else type(err).__name__
 
 
 def parse_sweep(sweep: str) -> list[list[str]]:
@@ -317,18 +328,11 @@ def derive(cfg: DictConfig) -> None:
     if p.total_batch_tokens is None:
         batch = 2 ** round(math.log2(max(1.0, target / 20_000)))
         p.total_batch_tokens = int(max(m.seq_len, min(batch, 2**21)))
-    if p.total_batch_tokens % m.seq_len:
-        raise ValueError(
-            f"pretrain.total_batch_tokens={p.total_batch_tokens} is not a multiple of model.seq_len={m.seq_len}"
-        )
     if p.max_steps is None:
         p.max_steps = max(1, round(target / p.total_batch_tokens))
     for name in sections_of(ChatTrainConfig):
-        c = cfg[name]
-        if c.total_batch_tokens is None:
-            c.total_batch_tokens = p.total_batch_tokens
-        if c.total_batch_tokens % m.seq_len:
-            raise ValueError(f"{name}.total_batch_tokens must be a multiple of model.seq_len")
+        if cfg[name].total_batch_tokens is None:
+            cfg[name].total_batch_tokens = p.total_batch_tokens
 
 
 # ------------------------------------------------------------------------------- typed sections
@@ -362,7 +366,7 @@ def field_roles(cls: type) -> dict[str, Any]:
 def build_section(name: str, values: dict[str, Any], execution_values: dict[str, Any] | None = None) -> Any:
     """A section's schema dataclass from its planned slice plus its execution settings.
 
-    Types are checked again (the JSON came through a shell), `__post_init__` checks run, and
+    Types are checked again (the JSON came through a shell; values were checked at planning), and
     fields the slice leaves out (plan settings, unchosen data sources) take schema defaults."""
     node = OmegaConf.merge(OmegaConf.structured(section_class(name)), values, execution_values or {})
     return OmegaConf.to_object(node)
