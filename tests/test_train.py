@@ -39,6 +39,7 @@ def test_loss_falls_and_outputs_are_complete(tiny_corpus, tmp_path):
     assert metrics["val/bpb"] < 0.8 * metrics["val/bpb_first"]
     assert metrics["train/loss_last"] < metrics["train/loss_first"] - 1.0
     assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "config.yaml").exists()
+    assert not (tmp_path / "run" / "ckpt").exists(), "finished: step checkpoints are no longer needed"
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in lines if "train/loss" in e] == list(range(12))
 

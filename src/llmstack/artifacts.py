@@ -4,7 +4,8 @@ A leaf module (standard library + yaml only) so that library code and stage entr
 write files without importing each other. Every stage folder `artifacts/<stage>/<key>/` ends with a
 `meta.json` that `stage_meta` builds: what ran (stage, key, input keys), on what (git commit,
 package versions, device), how long, the stage's summary metrics, and a sha256 of each declared
-output, so the folder describes itself without its log.
+output, so the folder describes itself without its log. A later stage checks its inputs against
+those checksums (`verify_input`) before loading them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 META_FILE = "meta.json"
+STAGE_KEY = re.compile(r"[0-9a-f]{10}")  # the key folder of artifacts/<stage>/<key>/ (llmstack.plan)
 PACKAGES = ("torch", "snakemake", "hydra-core", "omegaconf", "sentencepiece", "pyarrow", "huggingface_hub")
 
 
@@ -56,6 +59,19 @@ def sha256_file(path: Path | str) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_SHA256_SEEN: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_once(path: Path | str) -> str:
+    """sha256_file, remembered for this process by (path, size, mtime): a multi-GB input that is both
+    verified and fingerprinted (or opened by two helpers) is read once, and a rewritten file is read again."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA256_SEEN:
+        _SHA256_SEEN[key] = sha256_file(path)
+    return _SHA256_SEEN[key]
 
 
 def git_commit() -> str:
@@ -104,3 +120,55 @@ def output_checksums(folder: Path, outputs: dict[str, str]) -> dict[str, dict[st
         if path.is_file():
             out[name] = {"file": filename, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return out
+
+
+class IntegrityError(RuntimeError):
+    """A file differs from the checksum its producer recorded, or cannot be checked; the message is one
+    line that names the file and the command that rebuilds it."""
+
+
+def stage_folder(path: Path | str) -> tuple[str, Path] | None:
+    """(stage, folder) when `path` lies directly in a stage folder artifacts/<stage>/<key>/, else None."""
+    folder = Path(path).parent
+    if STAGE_KEY.fullmatch(folder.name) and folder.parent.parent.name == "artifacts":
+        return folder.parent.name, folder
+    return None
+
+
+def rebuild_hint(stage: str, folder: Path) -> str:
+    return f"rebuild it: snakemake --cores all --forcerun {stage} (or delete {folder}/ and rerun snakemake --cores all)"
+
+
+def verify_input(name: str, path: Path | str) -> None:
+    """Check an input file against the `outputs` checksums in the meta.json beside it.
+
+    A file with no meta.json beside it is accepted when it was given by hand (outside any
+    artifacts/<stage>/<key>/ folder); inside a stage folder a missing or unreadable meta.json, a file it
+    does not list, a size or a sha256 that differs all raise IntegrityError. The size is checked first
+    (a truncated file costs one stat); the sha256 is read once per process (sha256_once).
+    """
+    path = Path(path)
+    meta_path = path.parent / META_FILE
+    where = stage_folder(path)
+    if path.name == META_FILE or not path.is_file():
+        return  # nothing to check it against; a missing file is reported by whoever opens it
+    if not meta_path.exists() and where is None:
+        return
+    stage = where[0] if where else "<stage>"
+
+    def failure(kind: str, why: str) -> IntegrityError:
+        return IntegrityError(f"{kind} input {name}={path} ({why}); " + rebuild_hint(stage, path.parent))
+
+    try:
+        meta = read_json(meta_path)
+        stage = str(meta["stage"])
+        entry = {o["file"]: o for o in meta["outputs"].values()}.get(path.name)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise failure("unverified", f"{meta_path} is missing or unreadable: {type(err).__name__}") from None
+    if entry is None:
+        raise failure("unverified", f"{meta_path} lists no output named {path.name}")
+    size = path.stat().st_size
+    if size != entry.get("bytes"):
+        raise failure("corrupt", f"{size} bytes, {meta_path} records {entry.get('bytes')}")
+    if sha256_once(path) != entry.get("sha256"):
+        raise failure("corrupt", f"its sha256 differs from the one {meta_path} records")

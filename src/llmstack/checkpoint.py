@@ -7,7 +7,8 @@ so `load_model(path)` rebuilds the GPT with no other input.
 Step checkpoints (`<stage dir>/ckpt/step_000100.pt`) hold everything a run needs to continue
 bit-identically: model, optimizers, data-loader state, every RNG, the step. They are written to a
 temp name and renamed, the newest `keep` are kept, and on start the newest one that loads is used:
-a truncated or corrupt newest checkpoint is skipped with a warning.
+a truncated or corrupt newest checkpoint is skipped with a warning. Once the stage has written all
+its outputs, `prune_steps` drops the ones resume will never need.
 """
 
 from __future__ import annotations
@@ -107,3 +108,15 @@ class Checkpointer:
                 return None
             return state
         return None
+
+
+def prune_steps(folder: Path | str, keep: int) -> None:
+    """Delete all but the newest `keep` step checkpoints in `folder`, and the folder itself once empty."""
+    folder = Path(folder)
+    steps = Checkpointer(folder).steps()
+    for _, path in steps[: max(0, len(steps) - max(0, keep))]:
+        path.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # kept checkpoints, or files that are not ours
+        pass

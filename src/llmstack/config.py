@@ -126,6 +126,8 @@ class LoopConfig:
     eval_every: int = setting(100, at_least(0))  # steps between evaluations (0: only before training)
     ckpt_every: int = setting(100, at_least(0))  # steps between step checkpoints (0: none)
     keep_ckpts: int = setting(2, at_least(1))
+    # step checkpoints left in ckpt/ once the stage has finished; 0: none (model.pt is the result)
+    keep_ckpts_after: int = execution(0, at_least(0))
     device: str = execution("auto", DEVICE)
     cpu_procs: int = execution(1, at_least(1))  # gloo processes when no GPU is present
     device_batch_size: int | None = execution(None, at_least(1))  # sequences per forward; None = pick

@@ -239,6 +239,8 @@ class Trainer:
             f"({self.dtype or torch.float32}); {spec.total_steps} steps; "
             + (f"resuming at step {self.start}" if self.start else "from scratch")
         )
+        if self.start:  # a visible mark in the log, which keeps the earlier attempt's lines above it
+            self.print(f"==== resumed at step {self.start} from {self.ckpt.folder} ====")
         stop = StopFlag()
         stop.install()
         try:

@@ -4,18 +4,30 @@ Layout of a data stage folder:
     shards/shard_00000.parquet ...   training documents (zstd, row groups of `rows_per_group`)
     val.parquet                      validation documents
     manifest.json                    rows, text bytes, file bytes and sha256 of every file
+
+Stages open a data folder through `shard_paths`, which checks every file against the manifest first,
+so a damaged shard is named (with the command that rebuilds it) before any work, not found by a
+decoder error deep in a job.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmstack.artifacts import atomic_path, write_json
+from llmstack.artifacts import (
+    IntegrityError,
+    atomic_path,
+    rebuild_hint,
+    sha256_file,
+    sha256_once,
+    stage_folder,
+    write_json,
+)
 
 SCHEMA = pa.schema([("text", pa.string())])
 
@@ -63,14 +75,6 @@ def take_bytes(texts: Iterable[str], n_bytes: int) -> Iterator[str]:
         yield text
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def describe(path: Path, root: Path) -> dict:
     """Rows, text bytes, file bytes and checksum of one parquet file."""
     table = pq.read_table(path, columns=["text"])
@@ -101,24 +105,36 @@ def write_manifest(root: Path, source: dict) -> dict:
     return manifest
 
 
-def read_manifest(path: Path) -> dict:
-    """Load a data manifest (the data stage's declared output) and check its files exist."""
-    import json
+def _damaged(path: Path, manifest_path: Path, kind: str, why: str) -> IntegrityError:
+    where = stage_folder(manifest_path)
+    folder = where[1] if where else Path(manifest_path).parent
+    return IntegrityError(f"{kind} data shard {path} ({why}, {manifest_path}); " + rebuild_hint("data", folder))
 
+
+def read_manifest(path: Path, hashes: bool = False) -> dict:
+    """Load a data manifest (the data stage's declared output) and check its files against it.
+
+    Cost: every file's existence and size (one stat each) always; with `hashes`, every file's sha256
+    too, read once per process (artifacts.sha256_once): about the time to read the shards from disk
+    (about 1-2 s per GB on one core), paid by each process of a multi-process stage, in parallel.
+    """
     manifest = json.loads(Path(path).read_text())
     root = Path(path).parent
     for entry in [*manifest["shards"], manifest["val"]]:
-        if not (root / entry["file"]).exists():
-            raise FileNotFoundError(
-                f"data shard {root / entry['file']} listed in {path} is missing; "
-                "rerun the data stage (snakemake --forcerun data)"
-            )
+        file = root / entry["file"]
+        if not file.is_file():
+            raise _damaged(file, path, "missing", "listed in")
+        size = file.stat().st_size
+        if "file_bytes" in entry and size != entry["file_bytes"]:
+            raise _damaged(file, path, "corrupt", f"{size} bytes, {entry['file_bytes']} recorded in")
+        if hashes and "sha256" in entry and sha256_once(file) != entry["sha256"]:
+            raise _damaged(file, path, "corrupt", "its sha256 differs from the one recorded in")
     return manifest
 
 
 def shard_paths(manifest_path: Path) -> tuple[list[Path], Path]:
-    """(training shard paths, validation path) of a data stage folder."""
-    manifest = read_manifest(manifest_path)
+    """(training shard paths, validation path) of a data stage folder, every file verified (read_manifest)."""
+    manifest = read_manifest(manifest_path, hashes=True)
     root = Path(manifest_path).parent
     return [root / s["file"] for s in manifest["shards"]], root / manifest["val"]["file"]
 

@@ -3,9 +3,14 @@
 A rule runs `python -m llmstack.stages.<stage> <stage_dir> --config JSON [--execution JSON]
 [--input name=path ...]` (through llmstack.launch). `stage_main` parses that, rebuilds each config
 section of the slice as its schema dataclass (execution settings merged back in), writes
-`<stage_dir>/config.yaml`, prints provenance, calls the stage's `run(ctx)`, and on rank 0 writes
+`<stage_dir>/config.yaml`, prints provenance, checks every input against the checksums upstream
+recorded (llmstack.artifacts.verify_input), calls the stage's `run(ctx)`, and on rank 0 writes
 `<stage_dir>/meta.json` last: stage, key, input keys, provenance, device, seconds, the metrics `run`
-returned and a checksum of every declared output (see llmstack.artifacts).
+returned and a checksum of every declared output. A corrupt input ends the stage with one line.
+
+Housekeeping around it (rank 0, own folder only): temp files a killed attempt left are removed at
+the start; the stage log keeps earlier attempts' lines across a rerun; once every declared output
+is written, step checkpoints resume no longer needs are deleted.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,9 +30,22 @@ from typing import Any
 
 import yaml
 
-from llmstack.artifacts import META_FILE, atomic_path, output_checksums, provenance, sha256_file, write_json
-from llmstack.config import ReadRecorder, build_section
+from llmstack.artifacts import (
+    META_FILE,
+    IntegrityError,
+    atomic_path,
+    output_checksums,
+    provenance,
+    sha256_once,
+    verify_input,
+    write_json,
+)
+from llmstack.config import LoopConfig, ReadRecorder, build_section
 from llmstack.pipeline import Stage, stage
+
+# A hard link to the stage log. Snakemake deletes a job's log before it reruns the job
+# (snakemake/jobs.py, remove_existing_output), so the crashed attempt's lines live on only here.
+EARLIER_LOG = ".earlier-attempts.log"
 
 
 @dataclass
@@ -52,7 +71,8 @@ class StageContext:
         print(f"[{self.name}] {message}", flush=True)
 
     def fingerprint(self) -> str:
-        """sha256 over the input files' contents: what step checkpoints must have been made from."""
+        """sha256 over the input files' contents: what step checkpoints must have been made from.
+        Reuses the hashes input verification read (sha256_once): each input is read once."""
         return sha256_file_set(self.inputs)
 
 
@@ -60,7 +80,7 @@ def sha256_file_set(files: dict[str, Path]) -> str:
     h = hashlib.sha256()
     for name, path in sorted(files.items()):
         h.update(name.encode())
-        h.update(sha256_file(path).encode())
+        h.update(sha256_once(path).encode())
     return h.hexdigest()
 
 
@@ -108,22 +128,81 @@ def write_meta(ctx: StageContext, started: dict[str, Any], seconds: float, metri
     write_json(ctx.dir / META_FILE, meta)
 
 
+def remove_stale_temps(folder: Path) -> int:
+    """Delete the `.*.tmp` files atomic_path leaves when its process is killed, in `folder` and its ckpt/."""
+    removed = 0
+    for sub in (folder, folder / "ckpt"):
+        for path in sub.glob(".*.tmp") if sub.is_dir() else []:
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def keep_log_across_attempts(ctx: StageContext) -> None:
+    """Copy the earlier attempts' lines (kept by a hard link) into this attempt's log, then keep a link
+    to this one. Only when stdout is the stage log `<dir>/<stage>.log`, as the rule's shell line makes it."""
+    log, kept = ctx.dir / f"{ctx.name}.log", ctx.dir / EARLIER_LOG
+    try:
+        if not os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(log)):
+            return
+    except (OSError, ValueError, AttributeError):  # no log file, or stdout is not a file (tests, a shell)
+        return
+    # The same file when the log was truncated or appended to, not deleted: nothing to copy (and
+    # copying a file into itself would never end).
+    if kept.is_file() and not os.path.samefile(kept, log):
+        ctx.print("==== earlier attempt(s) of this stage, kept across the rerun ====")
+        with open(kept, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        print(f"\n[{ctx.name}] ==== this attempt ====", flush=True)
+    try:
+        link = kept.with_name(kept.name + ".new")
+        link.unlink(missing_ok=True)
+        os.link(log, link)
+        os.replace(link, kept)
+    except OSError as err:  # a file system without hard links: the next rerun starts a fresh log
+        ctx.print(f"cannot keep this log for a rerun ({err})")
+
+
+def prune_checkpoints(ctx: StageContext) -> None:
+    """Once every declared output exists, keep only `keep_ckpts_after` step checkpoints (default none):
+    a finished stage is never resumed, and a forced rerun with no checkpoint starts from scratch."""
+    folder = ctx.dir / "ckpt"
+    finished = all((ctx.dir / f).is_file() for f in ctx.stage.declared.values())
+    if not isinstance(ctx.cfg, LoopConfig) or not folder.is_dir() or not finished:
+        return
+    from llmstack.checkpoint import prune_steps  # torch: paid only by stages that checkpoint
+
+    prune_steps(folder, ctx.cfg.keep_ckpts_after)
+
+
 def stage_main(name: str, run: Callable[[StageContext], dict[str, Any] | None], argv: list[str] | None = None) -> None:
     ctx = parse_args(name, sys.argv[1:] if argv is None else argv)
     ctx.dir.mkdir(parents=True, exist_ok=True)
     started = provenance()
     if is_main_process():
+        keep_log_across_attempts(ctx)
+        if stale := remove_stale_temps(ctx.dir):
+            ctx.print(f"removed {stale} stale temp file(s) a killed attempt left")
         with atomic_path(ctx.dir / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(ctx.slice, sort_keys=True))
         print(f"[{name}] {json.dumps(started)}", flush=True)
         print(f"[{name}] dir={ctx.dir} inputs={ {k: str(v) for k, v in ctx.inputs.items()} }", flush=True)
     t0 = time.time()
     record_to = os.environ.get("LLMSTACK_RECORD_READS")
-    with ReadRecorder() if record_to else contextlib.nullcontext() as recorder:
-        metrics = run(ctx)
+    try:
+        for input_name, path in sorted(ctx.inputs.items()):
+            verify_input(input_name, path)
+        with ReadRecorder() if record_to else contextlib.nullcontext() as recorder:
+            metrics = run(ctx)
+    except IntegrityError as err:  # one line naming the file and the rebuild command, no traceback
+        sys.exit(f"[{name}] {err}")
     seconds = time.time() - t0
     if record_to and is_main_process():
         write_json(Path(record_to) / f"{name}-{ctx.dir.name}.json", sorted(recorder.reads))
     if is_main_process():
         write_meta(ctx, started, seconds, metrics or {})
+        prune_checkpoints(ctx)
+        (ctx.dir / EARLIER_LOG).unlink(missing_ok=True)  # finished: a forced rerun starts a fresh log
         print(f"[{name}] done in {seconds:.1f}s", flush=True)
