@@ -3,26 +3,26 @@ files with a random GPT, toy-world questions, and the stage entry point writing 
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from llmstack.checkpoint import save_model
 from llmstack.config import build_section
-from llmstack.data.hub import HubUnavailableError
 from llmstack.data.sources import build_data
 from llmstack.data.toyworld import build_world, fact_questions, iter_documents
 from llmstack.evaluate.core_eval import (
-    HUB_REPO_ENV,
     LoadedTask,
     core_metric,
     encode_candidates,
     evaluate_core,
     evaluate_core_task,
     load_core_tasks,
-    parse_task_name,
     score_examples,
 )
 from llmstack.evaluate.toy_eval import choice_prompts, evaluate_toy, names_value
@@ -90,27 +90,11 @@ def stub(tok) -> StubLM:
 # ------------------------------------------------------------------------------------ task names
 
 
-def test_task_names_carry_the_fewshot_count():
-    assert parse_task_name("arc_easy") == ("arc_easy", None)
-    assert parse_task_name("hellaswag_zeroshot") == ("hellaswag", 0)
-    assert parse_task_name("hellaswag_10shot") == ("hellaswag", 10)
-    with pytest.raises(ValueError, match="unknown CORE task 'hellaswag_fewshot'"):
-        parse_task_name("hellaswag_fewshot")
-
-
-def test_no_task_folder_and_no_hub_fails_in_one_line(monkeypatch):
-    monkeypatch.delenv(HUB_REPO_ENV, raising=False)
-    with pytest.raises(ValueError, match="core_data_dir is empty") as err:
-        load_core_tasks(["copa"], "")
+def test_core_tasks_without_a_bundle_fail_in_one_line():
+    with pytest.raises(ValueError, match="need an eval bundle") as err:
+        load_core_tasks(["copa"], None)
     assert "\n" not in str(err.value)
-    assert load_core_tasks([], "") == []  # no CORE tasks: nothing to find
-
-
-def test_offline_hub_raises_the_hub_error(monkeypatch):
-    monkeypatch.setenv(HUB_REPO_ENV, "someone/core-tasks")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubUnavailableError, match="HF_HUB_OFFLINE"):
-        load_core_tasks(["copa"], "")
+    assert load_core_tasks([], None) == []  # no CORE tasks: nothing to find
 
 
 # ------------------------------------------------------------------------------------ scoring rules
@@ -172,7 +156,7 @@ def test_centred_accuracy_and_core_metric(tok, stub, tmp_path):
     ]
     path = tmp_path / "copa.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    task = CoreTask(path, info=CoreTaskInfo("copa", "copa.jsonl", "mc", (0,), 0.5))
+    task = CoreTask(path, info=CoreTaskInfo("copa", "copa.jsonl", "mc", 0, 0.5))
     r = evaluate_core_task(stub, tok, LoadedTask("copa", task, 0), max_per_task=0, progress=False)
     assert r["n"] == 3 and math.isclose(r["accuracy"], 2 / 3) and math.isclose(r["centered"], 1 / 3)
     assert core_metric({"a": {"centered": 0.5}, "b": {"centered": -0.1}}) == pytest.approx(0.2)
@@ -182,9 +166,33 @@ def test_centred_accuracy_and_core_metric(tok, stub, tmp_path):
 # ------------------------------------------------------------------------------- real task files
 
 
-def test_real_core_tasks_with_a_random_model(shared_data, tok):
+# label: (file under shared/data, icl_task_type, few-shot count, random baseline %), from SOURCES.md
+SHARED_TASKS = {
+    "copa": ("core/commonsense_reasoning/copa.jsonl", "multiple_choice", 0, 50.0),
+    "winograd": ("core/language_understanding/winograd_wsc.jsonl", "schema", 3, 50.0),
+    "lambada_openai": ("core/language_understanding/lambada_openai.jsonl", "language_modeling", 0, 0.0),
+    "hellaswag_zeroshot": ("hellaswag/hellaswag_val_full.txt.bz2", "multiple_choice", 0, 25.0),
+}
+
+
+def shared_bundle(shared_data: Path, root: Path) -> Path:
+    """A bundle folder over the shared task files (symlinked), with metadata written from SOURCES.md."""
+    tasks = []
+    with open(root / "eval_meta_data.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Eval Task", "Random baseline"])
+        for label, (path, kind, shots, base) in SHARED_TASKS.items():
+            (root / "eval_data" / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / "eval_data" / path).symlink_to(shared_data / path)
+            tasks.append({"label": label, "dataset_uri": path, "num_fewshot": [shots], "icl_task_type": kind})
+            w.writerow([label, base])
+    (root / "core.yaml").write_text(yaml.safe_dump({"icl_tasks": tasks}))
+    return root
+
+
+def test_real_core_tasks_with_a_random_model(shared_data, tok, tmp_path):
     model = tiny_gpt(tok.vocab_size, seq_len=256)
-    tasks = load_core_tasks(["copa", "winograd", "lambada_openai", "hellaswag_zeroshot"], shared_data)
+    tasks = load_core_tasks(list(SHARED_TASKS), shared_bundle(shared_data, tmp_path))
     assert [t.fewshot for t in tasks] == [0, 3, 0, 0]
     results = evaluate_core(model, tok, tasks, max_per_task=8, progress=False)
     assert set(results) == {"copa", "winograd", "lambada_openai", "hellaswag_zeroshot"}
@@ -240,7 +248,10 @@ def test_stage_writes_a_complete_eval_json(tmp_path, tok):
     tok_path = tmp_path / "tok.model"
     tok_path.write_bytes(tok.__getstate__()["model_proto"])
     core_dir = tmp_path / "tasks"
-    (core_dir / "core/commonsense_reasoning").mkdir(parents=True)
+    (core_dir / "eval_data/commonsense_reasoning").mkdir(parents=True)
+    entry = {"label": "copa", "dataset_uri": "commonsense_reasoning/copa.jsonl", "num_fewshot": [1]}
+    (core_dir / "core.yaml").write_text(yaml.safe_dump({"icl_tasks": [{**entry, "icl_task_type": "multiple_choice"}]}))
+    (core_dir / "eval_meta_data.csv").write_text("Eval Task,Random baseline\ncopa,50.0\n")
     rows = [
         {
             "query": f"Pelo owns a pet number {i}, therefore",
@@ -249,7 +260,7 @@ def test_stage_writes_a_complete_eval_json(tmp_path, tok):
         }
         for i in range(6)
     ]
-    (core_dir / "core/commonsense_reasoning/copa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (core_dir / "eval_data/commonsense_reasoning/copa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = {
         "base_eval": {
             "core_tasks": ["copa"],
@@ -283,6 +294,7 @@ def test_stage_writes_a_complete_eval_json(tmp_path, tok):
     # A random model spreads its guesses over the whole vocabulary: about log2(384) bits per token.
     assert 1.0 < result["val/bpb"] < 20.0
     assert set(result["core"]["copa"]) >= {"accuracy", "centered", "n"} and result["core"]["copa"]["n"] == 4
+    assert result["core"]["copa"]["baseline"] == 0.5 and result["core"]["copa"]["fewshot"] == 1  # the bundle's
     assert result["core_metric"] == pytest.approx(result["core"]["copa"]["centered"])
     assert result["toy"]["fact_mc"]["n"] == 8 and result["toy"]["fact_completion"]["n"] == 8
     assert len(result["samples"]) == 5 and result["samples"][0].startswith("Once upon a time")

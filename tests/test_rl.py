@@ -303,7 +303,8 @@ def test_stage_writes_declared_outputs_and_a_summary(tok_file, model, tmp_path, 
     )  # fmt: skip
     section["task_kwargs"] = {"split": "train", "size": 20, "n_entities": 16}
     out = tmp_path / "rl"
-    argv = [str(out), "--config", json.dumps({"rl": section, "inputs": {}}), "--execution", '{"rl": {"device": "cpu"}}',
+    execution = json.dumps({"rl": {"device": "cpu", "keep_ckpts_after": 1}})  # keep a step file to inspect
+    argv = [str(out), "--config", json.dumps({"rl": section, "inputs": {}}), "--execution", execution,
             "--input", f"model={tmp_path / 'sft.pt'}", "--input", f"tokenizer={tok_file}"]  # fmt: skip
     stage_main("rl", rl_stage.run, argv)
     metrics = json.loads((out / "metrics.json").read_text())

@@ -17,7 +17,7 @@ from llmstack.conversation import text_of, validate
 from llmstack.tasks import TASKS, make_task, task_class
 from llmstack.tasks.arc import ARC
 from llmstack.tasks.chat_jsonl import ChatJSONL, SmolTalk
-from llmstack.tasks.core import CORE_TASKS, HellaSwag, build_prompts, centered, core_metric, load_core_task
+from llmstack.tasks.core import HellaSwag, build_prompts, centered, core_metric, load_bundle, load_core_task
 from llmstack.tasks.gsm8k import GSM8K, extract_answer, parse_gsm8k_answer, parts_to_gsm8k, same_number
 from llmstack.tasks.humaneval import HumanEval, extract_code
 from llmstack.tasks.identity import Identity
@@ -362,18 +362,59 @@ CORE_ROWS = {"arc_easy": 1902, "arc_challenge": 938, "jeopardy": 1695, "bigbench
              "hellaswag": 8040, "winograd": 218, "winogrande": 1013, "bigbench_language_identification": 8000,
              "bigbench_dyck_languages": 800, "agi_eval_lsat_ar": 184, "bigbench_cs_algorithms": 1056,
              "bigbench_operators": 168, "bigbench_repeat_copy_logic": 25, "boolq": 2616}  # fmt: skip
+# label: (file under shared/data, icl_task_type, few-shot count, random baseline %, delimiter), from
+# SOURCES.md ("not listed" baselines: 25 for 4-way language identification, else 0).
+_WK, _CR, _LU = "core/world_knowledge/", "core/commonsense_reasoning/", "core/language_understanding/"
+_SP, _MC, _LM, _A = "core/symbolic_problem_solving/", "multiple_choice", "language_modeling", "\nAnswer: "
+SHARED_META = {
+    "arc_easy": (_WK + "arc_easy.jsonl", _MC, 3, 25, _A),
+    "arc_challenge": (_WK + "arc_challenge.jsonl", _MC, 3, 25, _A),
+    "jeopardy": (_WK + "jeopardy_all.jsonl", _LM, 3, 0, _A),
+    "bigbench_qa_wikidata": (_WK + "bigbench_qa_wikidata.jsonl", _LM, 3, 0, " "),
+    "copa": (_CR + "copa.jsonl", _MC, 0, 50, " "), "commonsense_qa": (_CR + "commonsense_qa.jsonl", _MC, 0, 25, " "),
+    "piqa": (_CR + "piqa.jsonl", _MC, 0, 50, _A), "openbook_qa": (_CR + "openbook_qa.jsonl", _MC, 10, 25, " "),
+    "lambada_openai": (_LU + "lambada_openai.jsonl", _LM, 0, 0, " "),
+    "hellaswag": ("hellaswag/hellaswag_val_full.txt.bz2", _MC, 10, 25, " "),
+    "winograd": (_LU + "winograd_wsc.jsonl", "schema", 3, 50, " "),
+    "winogrande": (_LU + "winogrande.jsonl", "schema", 5, 50, " "),
+    "bigbench_language_identification": (_LU + "bigbench_language_identification.jsonl", _MC, 10, 25, " "),
+    "bigbench_dyck_languages": (_SP + "bigbench_dyck_languages.jsonl", _LM, 5, 0, " "),
+    "agi_eval_lsat_ar": (_SP + "agi_eval_lsat_ar.jsonl", _MC, 5, 25, " "),
+    "bigbench_cs_algorithms": (_SP + "bigbench_cs_algorithms.jsonl", _LM, 10, 0, " "),
+    "bigbench_operators": (_SP + "bigbench_operators.jsonl", _LM, 3, 0, " "),
+    "bigbench_repeat_copy_logic": (_SP + "bigbench_repeat_copy_logic.jsonl", _LM, 10, 0, " "),
+    "boolq": ("core/reading_comprehension/boolq.jsonl", _MC, 0, 50, _A),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def core_bundle(shared_data, tmp_path_factory):
+    """An eval-bundle folder over the shared CORE files (symlinks) with core.yaml / eval_meta_data.csv."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("eval_bundle")
+    tasks, csv_lines = [], ["Eval Task,Random baseline"]
+    for label, (path, kind, shots, base, delim) in SHARED_META.items():
+        (root / "eval_data" / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / "eval_data" / path).symlink_to(shared_data / path)
+        tasks.append({"label": label, "dataset_uri": path, "num_fewshot": [shots], "icl_task_type": kind,
+                      "continuation_delimiter": delim})  # fmt: skip
+        csv_lines.append(f"{label},{base}")
+    (root / "core.yaml").write_text(yaml.safe_dump({"icl_tasks": tasks}))
+    (root / "eval_meta_data.csv").write_text("\n".join(csv_lines) + "\n")
+    return root
 
 
 @pytest.mark.parametrize("label", sorted(CORE_ROWS))
-def test_core_tasks_parse_real_files(shared_data, label):
-    task = load_core_task(label, shared_data)
-    info = CORE_TASKS[label]
+def test_core_tasks_parse_real_files(core_bundle, label):
+    task = load_core_task(label, core_bundle)
+    info = task.info
     assert len(task) == CORE_ROWS[label]
     for ex in task.examples():
         assert ex["kind"] == info.kind
         n = len(ex["contexts"] if ex["kind"] == "schema" else ex["continuations"])
         assert 0 <= ex["gold"] < n and (n >= 2 or ex["kind"] == "lm")
-    k = max(info.num_fewshot)
+    k = info.num_fewshot
     prompts = task.prompts(5, k=min(k, 3))
     for p in prompts:
         assert not p["context"].endswith(" ")  # the boundary space travels with the continuation
@@ -405,13 +446,18 @@ def test_build_prompts_and_fewshot():
         "continuation": " 4",
     }
     assert centered(0.25, 0.25) == 0.0 and centered(1.0, 0.5) == 1.0 and centered(0.4, 0.0) == 0.4
-    assert core_metric({"copa": 0.75, "lambada_openai": 0.5}) == pytest.approx(0.5)
+
+
+
+def test_core_metric_uses_the_bundle_baselines(core_bundle):
+    bundle = load_bundle(core_bundle)
+    assert core_metric({"copa": 0.75, "lambada_openai": 0.5}, bundle) == pytest.approx(0.5)
     with pytest.raises(ValueError):
-        core_metric({"not_a_task": 0.5})
+        core_metric({"not_a_task": 0.5}, bundle)
 
 
-def test_core_fewshot_excludes_the_item(shared_data):
-    task = load_core_task("copa", shared_data)
+def test_core_fewshot_excludes_the_item(core_bundle):
+    task = load_core_task("copa", core_bundle)
     for index in range(10):
         shots = task.fewshot(index, k=5)
         assert len(shots) == 5 and task.examples()[index] not in shots

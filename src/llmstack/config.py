@@ -187,8 +187,11 @@ class RLConfig(LoopConfig):
 
 @dataclass
 class BaseEvalConfig:
-    core_tasks: list[str] = field(default_factory=list)  # CORE task names; [] = toy world only
-    core_data_dir: str = ""  # local llm-foundry jsonl folder ('' = the hub when online)
+    # labels from the eval bundle's core.yaml; [all] = every task; [] = skip CORE (toy world only)
+    core_tasks: list[str] = field(default_factory=list)
+    # an unzipped eval bundle (the folder holding core.yaml); '' = $LLMSTACK_CACHE/eval_bundle,
+    # downloaded and checksum-verified on first use
+    core_data_dir: str = ""
     max_per_task: int = setting(500, at_least(0))  # 0: all
     toy_questions: int = setting(200, at_least(1))
     bpb_tokens: int = setting(262144, at_least(1))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +132,8 @@ def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:
 
 def check_task_lists(cfg: DictConfig) -> None:
     """Fail at plan time, before any job, on a mixture or eval list naming an unknown task or
-    option, or a local `path` that does not exist (hub downloads are checked by the stage)."""
+    option, or a local `path` that does not exist (hub downloads are checked by the stage); and
+    base_eval's CORE tasks against the eval bundle (tasks.core.check_core_config)."""
     from llmstack.tasks import task_class, task_options
 
     def check(where: str, name: str, kwargs: dict[str, Any]) -> None:
@@ -153,14 +153,10 @@ def check_task_lists(cfg: DictConfig) -> None:
             for i, entry in enumerate(OmegaConf.to_container(cfg[section][key], resolve=True)):
                 entry = dict(entry)
                 check(f"{section}.{key}[{i}]", str(entry.pop("task", "")), entry)
-    be = cfg.base_eval
-    if be.core_tasks and not (be.core_data_dir or os.environ.get("LLMSTACK_CORE_HUB_REPO")):
-        raise ValueError(
-            "base_eval.core_tasks needs base_eval.core_data_dir (llm-foundry eval data on disk) "
-            "or LLMSTACK_CORE_HUB_REPO; or set base_eval.core_tasks=[]"
-        )
-    if be.core_data_dir and not Path(be.core_data_dir).expanduser().is_dir():
-        raise ValueError(f"base_eval.core_data_dir {be.core_data_dir!r} is not a folder")
+    from llmstack.tasks.core import check_core_config
+
+    # CORE: labels and few-shot counts against the bundle, or the bundle must be downloadable.
+    check_core_config(list(cfg.base_eval.core_tasks), cfg.base_eval.core_data_dir)
     check("rl.task", cfg.rl.task, OmegaConf.to_container(cfg.rl.task_kwargs, resolve=True))
     kwargs = OmegaConf.to_container(cfg.eval.task_kwargs, resolve=True)
     for name in cfg.eval.tasks:

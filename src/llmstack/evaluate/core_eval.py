@@ -1,8 +1,9 @@
-"""CORE-style scoring of a base model on llm-foundry in-context tasks (the DCLM CORE metric).
+"""CORE scoring of a base model on a DCLM eval bundle, as nanochat computes it.
 
-    tasks = load_core_tasks(["hellaswag_zeroshot", "arc_easy"], data_dir="../shared/data")
+    root = ensure_bundle(cfg.core_data_dir)          # on disk, or downloaded once (verified)
+    tasks = load_core_tasks(["hellaswag_zeroshot", "arc_easy"], root)   # or ["all"]
     results = evaluate_core(model, tok, tasks, max_per_task=500)
-    results["arc_easy"]       # {"accuracy": 0.41, "centered": 0.21, "n": 500, "baseline": 0.25, "fewshot": 3}
+    results["arc_easy"]       # {"accuracy": 0.41, "centered": 0.21, "n": 500, "baseline": 0.25, "fewshot": 10}
     core_metric(results)      # mean centred accuracy over the tasks evaluated
 
 Scoring (DCLM; nanochat's core_eval does the same): every candidate of an example becomes one row
@@ -11,14 +12,16 @@ of BOS + few-shot prompt + context + continuation, cut from the left to the mode
   loss (mc: one context, several continuations; schema: several contexts, one continuation);
 - "lm": correct when greedy argmax reproduces every continuation token.
 Rows are padded on the right and batched under a token budget; causal attention never looks at the
-padding, so batching changes no score (beyond float rounding under bf16). A task name is a
-CORE_TASKS label (its first few-shot count), `<label>_zeroshot`, or `<label>_<k>shot`.
+padding, so batching changes no score (beyond float rounding under bf16). Task names are the
+labels of the bundle's core.yaml; few-shot counts and baselines are the bundle's.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import shutil
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,22 +30,25 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from llmstack.device import autocast_context, autocast_dtype
-from llmstack.tasks import hub_file, seeded_subset
-from llmstack.tasks.core import CORE_TASKS, CoreTask, HellaSwag, centered, load_core_task
+from llmstack.tasks import seeded_subset
+from llmstack.tasks.core import (
+    CoreTask,
+    bundle_root,
+    bundle_source,
+    centered,
+    load_bundle,
+    load_core_task,
+    select_tasks,
+)
 from llmstack.tokenizer import Tokenizer
 
-# A hub dataset holding the task files in the same layout as a local core_data_dir (core/...,
-# hellaswag/...). The public CORE bundle is not published on the Hugging Face hub, so there is no
-# default: name a mirror here, or point base_eval.core_data_dir at a local copy.
-HUB_REPO_ENV = "LLMSTACK_CORE_HUB_REPO"
 SUBSET_SEED = 1234  # which examples a max_per_task cap keeps (same on every run)
 FEWSHOT_SEED = 1234
-_SHOTS = re.compile(r"^(?P<label>.+?)_(?:(?P<zero>zeroshot)|(?P<k>\d+)shot)$")
 
 
 @dataclass
 class LoadedTask:
-    name: str  # as configured, e.g. "hellaswag_zeroshot"; the key in the results
+    name: str  # the core.yaml label; the key in the results
     task: CoreTask
     fewshot: int
 
@@ -51,37 +57,50 @@ class LoadedTask:
         return self.task.info.baseline
 
 
-def parse_task_name(name: str) -> tuple[str, int | None]:
-    """(CORE_TASKS label, few-shot count or None for the task's default) of a configured task name."""
-    if name in CORE_TASKS:
-        return name, None
-    m = _SHOTS.match(name)
-    if m and m["label"] in CORE_TASKS:
-        return m["label"], 0 if m["zero"] else int(m["k"])
-    raise ValueError(
-        f"unknown CORE task {name!r}: use a label ({', '.join(CORE_TASKS)}), optionally suffixed _zeroshot or _<k>shot"
-    )
+def ensure_bundle(core_data_dir: str = "", show_progress: bool = True) -> Path:
+    """The bundle folder (holding core.yaml): `core_data_dir`, or the cache, downloading it there first.
+
+    The zip is verified against its pinned sha256 and resumed from a partial file; it is unzipped
+    into a temporary sibling folder that is renamed into place, so a crash never leaves half a bundle."""
+    root = bundle_root(core_data_dir)
+    if (root / "core.yaml").is_file() or core_data_dir:  # a configured folder is never written to
+        return root
+    from llmstack.data.download import download_url  # lazy: only a download needs it
+
+    url, sha = bundle_source()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    archive = download_url(url, root.parent / "eval_bundle.zip", sha, show_progress=show_progress)
+    staging = Path(tempfile.mkdtemp(prefix=".eval_bundle.", dir=root.parent))
+    try:
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(staging)  # extractall drops absolute and ".." member paths
+        found = [p.parent for p in staging.rglob("core.yaml")]
+        if len(found) != 1:
+            raise ValueError(f"{url}: expected one core.yaml in the zip, found {len(found)}")
+        try:
+            os.rename(found[0], root)
+        except OSError:  # another process placed it first: keep theirs
+            if not (root / "core.yaml").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    archive.unlink(missing_ok=True)
+    return root
 
 
-def load_core_tasks(names: list[str], data_dir: str | Path = "") -> list[LoadedTask]:
-    """The configured tasks, read from `data_dir` (the folder holding core/ and hellaswag/) or, when
-    it is empty, downloaded from the hub dataset named by $LLMSTACK_CORE_HUB_REPO."""
-    parsed = [(name, *parse_task_name(name)) for name in names]  # every name checked before any I/O
-    repo = os.environ.get(HUB_REPO_ENV, "").strip()
-    if parsed and not data_dir and not repo:
-        raise ValueError(
-            "base_eval.core_data_dir is empty and no hub copy of the CORE tasks is configured: set "
-            "base_eval.core_data_dir=<folder holding core/ and hellaswag/>, or "
-            f"{HUB_REPO_ENV}=<hub dataset in that layout>, or base_eval.core_tasks=[] to skip CORE"
-        )
+def load_core_tasks(names: list[str], root: str | Path | None) -> list[LoadedTask]:
+    """The configured labels (or ["all"]) of the bundle at `root`, with the bundle's few-shot counts."""
+    if not names:
+        return []
+    if root is None:
+        raise ValueError("CORE tasks need an eval bundle: set base_eval.core_data_dir or base_eval.core_tasks=[]")
+    bundle = load_bundle(root)
     out = []
-    for name, label, k in parsed:
-        info = CORE_TASKS[label]
-        if data_dir:
-            task = load_core_task(label, data_dir)
-        else:  # HubUnavailableError (one line naming the fix) when offline
-            task = (HellaSwag if label == "hellaswag" else CoreTask)(hub_file(repo, info.path), info=info)
-        out.append(LoadedTask(name, task, info.num_fewshot[0] if k is None else k))
+    for info in select_tasks(names, bundle):  # every label checked before any task file is read
+        task = load_core_task(info.label, root, bundle=bundle)
+        if info.num_fewshot >= len(task):
+            raise ValueError(f"{info.label}: {info.num_fewshot} few-shot examples need more than {len(task)} rows")
+        out.append(LoadedTask(info.label, task, info.num_fewshot))
     return out
 
 

@@ -20,7 +20,7 @@ from llmstack.data.shards import read_manifest, shard_paths
 from llmstack.data.toyworld import build_world
 from llmstack.dataloader import val_batches
 from llmstack.device import autocast_dtype, pick_device
-from llmstack.evaluate.core_eval import core_metric, evaluate_core, load_core_tasks
+from llmstack.evaluate.core_eval import core_metric, ensure_bundle, evaluate_core, load_core_tasks
 from llmstack.evaluate.toy_eval import evaluate_toy
 from llmstack.stages.common import StageContext, stage_main
 from llmstack.tokenizer import Tokenizer
@@ -38,8 +38,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     tok = Tokenizer.load(ctx.inputs["tokenizer"])
     if tok.vocab_size != model.config.vocab_size:
         raise ValueError(f"tokenizer has {tok.vocab_size} tokens but the model expects {model.config.vocab_size}")
-    # Task files first: a missing folder or an offline hub fails before minutes of scoring.
-    core_tasks = load_core_tasks(cfg.core_tasks, cfg.core_data_dir)
+    # The bundle first (downloaded once when absent): a bad task fails before minutes of scoring.
+    root = ensure_bundle(cfg.core_data_dir) if cfg.core_tasks else None
+    core_tasks = load_core_tasks(cfg.core_tasks, root)
     source = read_manifest(ctx.inputs["data"])["source"]
     _, val_path = shard_paths(ctx.inputs["data"])
     seq = model.config.seq_len

@@ -1,98 +1,126 @@
-"""CORE-style in-context tasks for base models: parsing and few-shot prompts, no model code.
+"""CORE in-context tasks as an eval bundle defines them: metadata, parsing, few-shot prompts; no model code.
 
-    task = load_core_task("arc_easy", data_dir="../shared/data")
+    bundle = load_bundle("~/.cache/llmstack/eval_bundle")   # {label: CoreTaskInfo}, core.yaml order
+    task = load_core_task("arc_easy", bundle_root)
     ex = task.examples()[0]           # {"kind": "mc", "contexts": [q], "continuations": [...], "gold": 1}
-    shots = task.fewshot(0, k=3)
-    prompts = build_prompts(ex, shots, task.info.delimiter)  # one {"context", "continuation"} per candidate
+    prompts = task.prompts(0)         # the bundle's few-shot count; one {"context", "continuation"} per candidate
 
-The CORE metric (DCLM) scores a base model on llm-foundry in-context tasks:
+An eval bundle is DCLM's layout, the one nanochat downloads: `core.yaml` (icl_tasks: label,
+dataset_uri, num_fewshot, icl_task_type, continuation_delimiter), `eval_meta_data.csv` (columns
+"Eval Task" and "Random baseline", in percent) and `eval_data/<dataset_uri>`. Task kinds:
 - "mc" (multiple choice): one context, several continuations; correct = the gold continuation has the
   lowest mean loss;
 - "schema" (Winograd style): several contexts, one continuation; correct = the gold context gives the
   continuation the lowest mean loss;
 - "lm" (language modelling): one context, one continuation; correct = greedy decoding reproduces it.
-Accuracy is then centred on the task's random-guess baseline, `centered(acc, baseline)`, and CORE is
-the mean over tasks. Scoring needs a model and lives with the evaluation code; this module only
-gives it clean structures.
+Accuracy is centred on the bundle's random baseline, `centered(acc, baseline)`, and CORE is the mean
+over tasks. Few-shot counts and baselines come only from the bundle, so a CORE here is nanochat's.
 """
 
 from __future__ import annotations
 
 import bz2
+import csv
+import os
 import random
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from llmstack.tasks import local_path, read_jsonl
 
-KINDS = ("mc", "schema", "lm")
+# icl_task_type in core.yaml -> our kind
+ICL_TYPES = {"multiple_choice": "mc", "schema": "schema", "language_modeling": "lm"}
+ALL = "all"  # base_eval.core_tasks=[all]: every task of core.yaml
 
 
 @dataclass(frozen=True)
 class CoreTaskInfo:
-    """One in-context task: file (relative to the data folder), kind, few-shot counts, chance level."""
+    """One in-context task of a bundle: file (under eval_data/), kind, few-shot count, chance level."""
 
     label: str
     path: str
     kind: str
-    num_fewshot: tuple[int, ...]
-    baseline: float  # accuracy of random guessing (0.0 where guessing cannot hit)
+    num_fewshot: int
+    baseline: float  # accuracy of random guessing, 0..1 (the csv's percentage / 100)
     delimiter: str = " "  # between context and continuation (llm-foundry continuation_delimiter)
 
 
-# Few-shot counts and delimiters: llm-foundry scripts/eval/yamls/tasks_v0.3.yaml (tasks_v0.2.yaml
-# for the two marked so). Baselines: llm-foundry scripts/eval/local_data/EVAL_GAUNTLET.md (its
-# 11df92c version lists 0% for cs_algorithms and repeat_copy_logic); it lists none for
-# bigbench_language_identification, where 0.25 is chance with its 4 choices on every row.
-# Few-shot counts of suites that reuse these files (e.g. DCLM's CORE) can differ: pass k explicitly.
-_ANSWER = "\nAnswer: "
-_WK, _CR, _LU = "core/world_knowledge/", "core/commonsense_reasoning/", "core/language_understanding/"
-_SP, _RC = "core/symbolic_problem_solving/", "core/reading_comprehension/"
-# fmt: off
-CORE_TASKS: dict[str, CoreTaskInfo] = {
-    info.label: info
-    for info in (
-        CoreTaskInfo("arc_easy", _WK + "arc_easy.jsonl", "mc", (3,), 0.25, _ANSWER),
-        CoreTaskInfo("arc_challenge", _WK + "arc_challenge.jsonl", "mc", (3, 25), 0.25, _ANSWER),
-        CoreTaskInfo("jeopardy", _WK + "jeopardy_all.jsonl", "lm", (3,), 0.0, _ANSWER),
-        CoreTaskInfo("bigbench_qa_wikidata", _WK + "bigbench_qa_wikidata.jsonl", "lm", (3,), 0.0),
-        CoreTaskInfo("copa", _CR + "copa.jsonl", "mc", (0,), 0.5),
-        CoreTaskInfo("commonsense_qa", _CR + "commonsense_qa.jsonl", "mc", (0,), 0.25),
-        CoreTaskInfo("piqa", _CR + "piqa.jsonl", "mc", (0,), 0.5, _ANSWER),
-        CoreTaskInfo("openbook_qa", _CR + "openbook_qa.jsonl", "mc", (10,), 0.25),
-        CoreTaskInfo("lambada_openai", _LU + "lambada_openai.jsonl", "lm", (0,), 0.0),
-        CoreTaskInfo("hellaswag", "hellaswag/hellaswag_val_full.txt.bz2", "mc", (0, 10), 0.25),
-        CoreTaskInfo("winograd", _LU + "winograd_wsc.jsonl", "schema", (3,), 0.5),
-        CoreTaskInfo("winogrande", _LU + "winogrande.jsonl", "schema", (5,), 0.5),
-        CoreTaskInfo("bigbench_language_identification",  # few-shot count from v0.2
-                     _LU + "bigbench_language_identification.jsonl", "mc", (10,), 0.25),
-        CoreTaskInfo("bigbench_dyck_languages", _SP + "bigbench_dyck_languages.jsonl", "lm", (5,), 0.0),
-        CoreTaskInfo("agi_eval_lsat_ar", _SP + "agi_eval_lsat_ar.jsonl", "mc", (5,), 0.25),
-        CoreTaskInfo("bigbench_cs_algorithms", _SP + "bigbench_cs_algorithms.jsonl", "lm", (10,), 0.0),
-        CoreTaskInfo("bigbench_operators", _SP + "bigbench_operators.jsonl", "lm", (3,), 0.0),
-        CoreTaskInfo("bigbench_repeat_copy_logic",  # few-shot count from v0.2
-                     _SP + "bigbench_repeat_copy_logic.jsonl", "lm", (10,), 0.0),
-        CoreTaskInfo("boolq", _RC + "boolq.jsonl", "mc", (0,), 0.5, _ANSWER),
-    )
-}
-# fmt: on
+def _bundle_error(root: Path, what: str) -> ValueError:
+    return ValueError(f"eval bundle {root}: {what}")
+
+
+def _read_baselines(root: Path) -> dict[str, float]:
+    path = root / "eval_meta_data.csv"
+    if not path.is_file():
+        raise _bundle_error(root, "no eval_meta_data.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not {"Eval Task", "Random baseline"} <= set(reader.fieldnames or ()):
+            raise _bundle_error(root, "eval_meta_data.csv lacks the 'Eval Task' / 'Random baseline' columns")
+        out = {}
+        for row in reader:
+            try:
+                out[row["Eval Task"].strip()] = float(row["Random baseline"]) / 100.0
+            except (TypeError, ValueError):
+                raise _bundle_error(root, f"baseline {row['Random baseline']!r} of {row['Eval Task']!r}") from None
+    return out
+
+
+def load_bundle(root: str | Path) -> dict[str, CoreTaskInfo]:
+    """{label: CoreTaskInfo} of the bundle at `root` (the folder holding core.yaml), in core.yaml order.
+    Raises ValueError in one line on anything malformed or missing."""
+    import yaml  # PyYAML: imported here so plan-time users without a bundle never pay for it
+
+    root = Path(root).expanduser()
+    if not (root / "core.yaml").is_file():
+        raise _bundle_error(root, "no core.yaml (not an unzipped eval bundle)")
+    baselines = _read_baselines(root)
+    entries = (yaml.safe_load((root / "core.yaml").read_text(encoding="utf-8")) or {}).get("icl_tasks")
+    if not isinstance(entries, list) or not entries:
+        raise _bundle_error(root, "core.yaml has no icl_tasks list")
+    bundle: dict[str, CoreTaskInfo] = {}
+    for i, e in enumerate(entries):
+        label = e.get("label") if isinstance(e, dict) else None
+        if not label or e.get("icl_task_type") not in ICL_TYPES or "dataset_uri" not in e:
+            raise _bundle_error(root, f"core.yaml icl_tasks[{i}] needs label, dataset_uri and a known icl_task_type")
+        shots = e.get("num_fewshot", [0])
+        shots = shots[0] if isinstance(shots, list) and shots else shots  # nanochat takes the first
+        if not isinstance(shots, int) or shots < 0:
+            raise _bundle_error(root, f"{label}: num_fewshot {e.get('num_fewshot')!r} is not a count")
+        if label not in baselines:
+            raise _bundle_error(root, f"{label}: no 'Random baseline' row in eval_meta_data.csv")
+        if not 0.0 <= baselines[label] < 1.0:
+            raise _bundle_error(root, f"{label}: random baseline {baselines[label]:.0%} is not in [0%, 100%)")
+        kind, delim = ICL_TYPES[e["icl_task_type"]], e.get("continuation_delimiter", " ")
+        bundle[label] = CoreTaskInfo(label, str(e["dataset_uri"]), kind, shots, baselines[label], delim)
+    return bundle
+
+
+def select_tasks(names: list[str], bundle: dict[str, CoreTaskInfo]) -> list[CoreTaskInfo]:
+    """The configured labels (or every task for [all]) as bundle entries; unknown labels fail in one line."""
+    if list(names) == [ALL]:
+        return list(bundle.values())
+    unknown = [n for n in names if n not in bundle]
+    if unknown:
+        raise ValueError(f"unknown CORE task(s) {unknown}: the bundle's core.yaml has {', '.join(bundle)} (or [all])")
+    return [bundle[n] for n in names]
 
 
 def centered(acc: float, baseline: float) -> float:
-    """Accuracy above chance, rescaled so chance is 0 and perfect is 1 (can go below 0)."""
+    """nanochat's centring (acc - b) / (1 - b): chance is 0, perfect is 1 (can go below 0)."""
     if not 0.0 <= baseline < 1.0:
         raise ValueError(f"baseline must be in [0, 1), got {baseline}")
     return (acc - baseline) / (1.0 - baseline)
 
 
-def core_metric(accuracies: dict[str, float]) -> float:
-    """Mean centred accuracy over the CORE_TASKS labels given (the CORE score of that task set)."""
-    unknown = set(accuracies) - set(CORE_TASKS)
+def core_metric(accuracies: dict[str, float], bundle: dict[str, CoreTaskInfo]) -> float:
+    """Mean centred accuracy over the bundle labels given (the CORE score of that task set)."""
+    unknown = set(accuracies) - set(bundle)
     if unknown or not accuracies:
-        raise ValueError(f"core_metric needs CORE_TASKS labels, got unknown {sorted(unknown)} or none")
-    return sum(centered(acc, CORE_TASKS[label].baseline) for label, acc in accuracies.items()) / len(
-        accuracies
-    )
+        raise ValueError(f"core_metric needs labels of the bundle, got unknown {sorted(unknown)} or none")
+    return sum(centered(acc, bundle[label].baseline) for label, acc in accuracies.items()) / len(accuracies)
 
 
 def _join(context: str, delimiter: str, continuation: str) -> tuple[str, str]:
@@ -189,9 +217,9 @@ class CoreTask:
         return [self._examples[i] for i in random.Random(seed + index).sample(others, k)]
 
     def prompts(self, index: int, k: int | None = None, seed: int = 1234) -> list[dict]:
-        """build_prompts for example `index` with k shots (default: the task's first few-shot count)."""
+        """build_prompts for example `index` with k shots (default: the bundle's few-shot count)."""
         if k is None:
-            k = self.info.num_fewshot[0] if self.info else 0
+            k = self.info.num_fewshot if self.info else 0
         delimiter = self.info.delimiter if self.info else " "
         return build_prompts(self._examples[index], self.fewshot(index, k, seed) if k else [], delimiter)
 
@@ -220,10 +248,105 @@ class HellaSwag(CoreTask):
         return examples
 
 
-def load_core_task(label: str, data_dir: str | Path, limit: int | None = None) -> CoreTask:
-    """The CORE_TASKS entry `label`, read from `data_dir` (the folder holding core/ and hellaswag/)."""
-    if label not in CORE_TASKS:
-        raise ValueError(f"unknown CORE task {label!r}; valid: {', '.join(CORE_TASKS)}")
-    info = CORE_TASKS[label]
-    cls = HellaSwag if label == "hellaswag" else CoreTask
-    return cls(Path(data_dir) / info.path, info=info, limit=limit)
+def _task_class(path: str) -> type[CoreTask]:
+    # DCLM's bundle ships HellaSwag as llm-foundry JSONL; the 6-line text layout is read too.
+    return HellaSwag if path.endswith((".txt", ".txt.bz2")) else CoreTask
+
+
+def load_core_task(
+    label: str, root: str | Path, limit: int | None = None, bundle: dict[str, CoreTaskInfo] | None = None
+) -> CoreTask:
+    """Task `label` of the bundle at `root` (its core.yaml entry, its file under eval_data/)."""
+    bundle = bundle if bundle is not None else load_bundle(root)
+    (info,) = select_tasks([label], bundle)
+    return _task_class(info.path)(Path(root).expanduser() / "eval_data" / info.path, info=info, limit=limit)
+
+
+def count_rows(path: Path) -> int:
+    """Examples in a task file without parsing them (plan-time few-shot check)."""
+    if path.name.endswith((".txt", ".txt.bz2")):
+        opener = bz2.open if path.suffix == ".bz2" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            return sum(1 for line in f if line.strip()) // 6
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+# ------------------------------------------------------------------- where the bundle lives
+
+# The bundle nanochat uses (DCLM's eval data); the sha256 pins the bytes its CORE was computed on.
+BUNDLE_URL = "https://karpathy-public.s3.us-west-2.amazonaws.com/eval_bundle.zip"
+BUNDLE_SHA256 = "90a7c19e28ee7a52b4f6e1f87658deb9fde7f63deba2379045bdb1fe9ea5d200"
+URL_ENV, SHA_ENV = "LLMSTACK_EVAL_BUNDLE_URL", "LLMSTACK_EVAL_BUNDLE_SHA256"  # a mirror or a test server
+CACHE_ENV = "LLMSTACK_CACHE"
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def bundle_source() -> tuple[str, str]:
+    """(url, sha256) to download the bundle from: the public one, or $LLMSTACK_EVAL_BUNDLE_URL with
+    its own $LLMSTACK_EVAL_BUNDLE_SHA256 (required: an unverified bundle would give unverified scores)."""
+    url = os.environ.get(URL_ENV, "").strip()
+    if not url:
+        return BUNDLE_URL, BUNDLE_SHA256
+    sha = os.environ.get(SHA_ENV, "").strip().lower()
+    if len(sha) != 64:
+        raise ValueError(f"{URL_ENV} is set but {SHA_ENV} is not a sha256: pin the bundle's checksum")
+    return url, sha
+
+
+def bundle_root(core_data_dir: str) -> Path:
+    """The configured bundle folder, else the download cache ($LLMSTACK_CACHE or ~/.cache/llmstack)."""
+    if core_data_dir:
+        return Path(core_data_dir).expanduser()
+    cache = os.environ.get(CACHE_ENV, "").strip() or Path.home() / ".cache" / "llmstack"
+    return Path(cache).expanduser() / "eval_bundle"
+
+
+def offline_reason(url: str, probe_s: float = 2.0) -> str | None:
+    """Why `url` cannot be downloaded now (offline flag, no route in `probe_s`), or None."""
+    for var in ("LLMSTACK_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(var, "").strip().upper() in _TRUE:
+            return f"{var} is set"
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=probe_s).close()
+    except OSError as e:
+        return f"{parts.hostname}:{port} unreachable ({type(e).__name__})"
+    return None
+
+
+def check_core_config(core_tasks: list[str], core_data_dir: str) -> None:
+    """Plan-time check of base_eval's CORE settings; ValueError in one line naming the fix.
+
+    A bundle on disk: every label is in core.yaml and every file holds more rows than its few-shot
+    count (an example never serves as its own shot). No bundle: fine when it can be downloaded."""
+    if not core_tasks:
+        return
+    root = bundle_root(core_data_dir)
+    if not (root / "core.yaml").is_file():
+        if core_data_dir:
+            raise ValueError(
+                f"base_eval.core_data_dir={core_data_dir!r} holds no core.yaml (point it at an unzipped eval bundle)"
+            )
+        url, _ = bundle_source()
+        if reason := offline_reason(url):
+            raise ValueError(
+                f"base_eval.core_tasks needs the CORE eval bundle, which is not at {root} and cannot be "
+                f"downloaded ({reason}): set base_eval.core_data_dir=<unzipped eval_bundle> or base_eval.core_tasks=[]"
+            )
+        return
+    try:
+        bundle = load_bundle(root)
+        infos = select_tasks(core_tasks, bundle)
+    except ValueError as err:
+        raise ValueError(f"base_eval.core_tasks: {err}") from None
+    for info in infos:
+        path = root / "eval_data" / info.path
+        if not path.is_file():
+            raise ValueError(f"base_eval.core_tasks: {info.label}: {path} does not exist")
+        if (rows := count_rows(path)) <= info.num_fewshot:
+            raise ValueError(
+                f"base_eval.core_tasks: {info.label} asks for {info.num_fewshot} few-shot examples but "
+                f"{path} has {rows} rows (at most {max(rows - 1, 0)} can be shots)"
+            )
