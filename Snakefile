@@ -16,6 +16,13 @@ min_version("9.0")
 include: "workflow/rules/common.smk"
 
 
+# Snakemake calls this only for a real execution (never -n, --lint, --dag, --unlock): the record
+# `llmstack resume` replays. Written beside run.json, but no rule's input or output.
+onstart:
+    record_invocation(config, [r.name for r in RUNS] + ([SWEEP_NAME] if len(RUNS) > 1 else []),
+                      workflow.main_snakefile)  # fmt: skip
+
+
 rule all:
     input:
         [f"runs/{r.name}/report.md" for r in RUNS],
@@ -28,3 +35,4 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/chat.smk"
+include: "workflow/rules/export.smk"

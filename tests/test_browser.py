@@ -1,5 +1,6 @@
 """The chat window in a real browser: headless Chromium (Debian's package, driven by the python
-`playwright` package) loads the app, sends a message and sees the streamed reply.
+`playwright` package) loads the app, sends a message and sees the streamed reply: text as typed
+(no Markdown eats `6*7 and 8*9` or turns `#### 33` into a heading) and the tool call as a block.
 
 Skips only when Chromium or playwright is not installed (CI's .ci/run installs both).
 """
@@ -31,7 +32,7 @@ def app_url(tmp_path_factory):
     from llmstack.chat.app import ChatDefaults, launch
 
     tok = make_tokenizer(tmp_path_factory.mktemp("tok"))
-    script, _, _ = tool_script(tok, "Let me compute. ", "12*7", " So it is 84.", "84")
+    script, _, _ = tool_script(tok, "6*7 and 8*9 <b>stay</b>: ", "45-12", " so #### 33", "33")
     pool = EnginePool({"sft": Engine(ScriptedModel(script, tok, delay_s=0.01), tok)})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,7 +42,7 @@ def app_url(tmp_path_factory):
     app.close()
 
 
-def test_browser_sends_a_message_and_sees_the_reply(app_url):
+def test_browser_sends_a_message_and_sees_the_reply(app_url, tmp_path):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])  # fmt: skip
@@ -50,13 +51,18 @@ def test_browser_sends_a_message_and_sees_the_reply(app_url):
             page.goto(app_url, wait_until="domcontentloaded")
             box = page.locator("textarea").first
             box.wait_for(timeout=20_000)
-            box.fill("What is 12*7?")
+            box.fill("What is 6*7 and 8*9? a_b_c")
             box.press("Enter")
             user = page.locator('[data-testid="user"]')
             bot = page.locator('[data-testid="bot"]')
-            playwright_api.expect(user.first).to_contain_text("What is 12*7?", timeout=20_000)
-            playwright_api.expect(bot.last).to_contain_text("So it is 84.", timeout=20_000)
+            playwright_api.expect(user.first).to_contain_text("What is 6*7 and 8*9? a_b_c", timeout=20_000)
+            playwright_api.expect(bot.last).to_contain_text("so #### 33", timeout=20_000)
             shown = bot.last.inner_text()
-            assert "Let me compute." in shown and "12*7" in shown  # the tool call is shown with its output
+            assert "6*7 and 8*9 <b>stay</b>:" in shown and "\\" not in shown  # as written, no escapes
+            assert bot.last.locator("h1, h2, h3, h4, em, strong, b").count() == 0  # no Markdown ate text
+            block = bot.last.locator("pre")  # the tool call: a block of its own
+            playwright_api.expect(block).to_have_count(1)
+            assert block.inner_text().strip() == "python: 45-12 → 33"
+            page.screenshot(path=str(tmp_path / "chat.png"))
         finally:
             browser.close()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from test_engine import ScriptedModel, make_run, tool_script
 
+from llmstack.chat.render import api_text, from_window, window_markdown
 from llmstack.chat.resolve import EnginePool, ResolveError, resolve_models
 from llmstack.cli import main
 from llmstack.engine import Engine
@@ -134,6 +135,7 @@ def scripted(project):
 
 
 SCRIPTED_REPLY = "Let me compute. <|python_start|>12*7<|python_end|><|output_start|>84<|output_end|> So it is 84."
+SCRIPTED_API = "Let me compute. \npython: 12*7 → 84\n So it is 84."  # what API clients get
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +180,7 @@ def test_openai_endpoint_answers(server):
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
     # greedy: the same text the engine gives directly for this conversation
     messages = openai_payload()["messages"]
-    direct = server.pool.get("sft").chat({"messages": messages}, max_tokens=10, temperature=0).read()
+    direct = api_text(server.pool.get("sft").chat({"messages": messages}, max_tokens=10, temperature=0).read())
     assert choice["message"]["content"] == direct
     nucleus_of_one = openai_payload(temperature=1.5, top_p=0)  # top_p 0 leaves the argmax alone: greedy
     r = httpx.post(f"{server.url}/v1/chat/completions", json=nucleus_of_one, timeout=30)
@@ -207,7 +209,7 @@ def test_openai_endpoint_samples_n_with_a_seed_and_runs_tools(server):
     assert [c["message"] for c in first["choices"]] == [c["message"] for c in again["choices"]]
     tool = httpx.post(f"{server.url}/v1/chat/completions", json=openai_payload(model="scripted", max_tokens=200),
                       timeout=30).json()  # fmt: skip
-    assert tool["choices"][0]["message"]["content"] == SCRIPTED_REPLY
+    assert tool["choices"][0]["message"]["content"] == SCRIPTED_API
     assert tool["choices"][0]["finish_reason"] == "stop"
     models = httpx.get(f"{server.url}/v1/models", timeout=10).json()
     assert [m["id"] for m in models["data"]] == ["sft", "base", "scripted"]
@@ -244,15 +246,16 @@ def test_gradio_client_streams_a_reply(server, scripted):
     client = Client(server.url + "/", verbose=False)
     job = client.submit("What is 12*7?", "scripted", 0.0, 0, 100, api_name="/chat")
     partial = list(job)
-    assert job.result() == SCRIPTED_REPLY
-    assert len(partial) > 3 and all(SCRIPTED_REPLY.startswith(p) for p in partial)  # it streamed
+    assert job.result() == window_markdown(SCRIPTED_REPLY) and from_window(job.result()) == SCRIPTED_REPLY
+    assert len(set(partial)) > 3 and [len(p) for p in partial] == sorted(len(p) for p in partial)  # it streamed
     # the same client keeps the history: the second prompt holds the first exchange
     prefills_before = len([f for f in scripted.fed if len(f[0]) > 1])
-    assert client.predict("And 2+2?", "scripted", 0.0, 0, 100, api_name="/chat") == SCRIPTED_REPLY
+    assert client.predict("And 2*2?", "scripted", 0.0, 0, 100, api_name="/chat") == window_markdown(SCRIPTED_REPLY)
     prefill = [f for f in scripted.fed if len(f[0]) > 1][prefills_before][0]
     tok = server.pool.get("scripted").tokenizer
     assert prefill.count(tok.special_id("<|user_start|>")) == 2
     assert prefill.count(tok.special_id("<|output_start|>")) == 1  # the earlier tool output, as parts
+    assert "What is 12*7?" in tok.decode(prefill) and "And 2*2?" in tok.decode(prefill)  # unescaped
 
 
 def test_gradio_two_chats_at_once(server, scripted):
@@ -270,7 +273,7 @@ def test_gradio_two_chats_at_once(server, scripted):
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert results == {0: SCRIPTED_REPLY, 1: SCRIPTED_REPLY}
+    assert results == {0: window_markdown(SCRIPTED_REPLY), 1: window_markdown(SCRIPTED_REPLY)}
     spans = [(times[0], times[-1]) for times in list(scripted.calls.values())[n_before:]]
     assert len(spans) == 2
     (a0, a1), (b0, b1) = spans
@@ -283,4 +286,17 @@ def test_gradio_empty_message(server):
     from llmstack.chat.app import EMPTY_MESSAGE_REPLY
 
     reply = Client(server.url + "/", verbose=False).predict("   ", "sft", 0.7, 50, 8, api_name="/chat")
-    assert reply == EMPTY_MESSAGE_REPLY
+    assert from_window(reply) == EMPTY_MESSAGE_REPLY
+
+
+def test_window_history_holds_text_as_typed(server):
+    from llmstack.chat.app import ChatDefaults, build_ui
+
+    demo = build_ui(server.pool, "scripted", ChatDefaults())
+    history = demo._append_message_to_history("6*7 and 8*9", [], "user")
+    assert history[-1]["content"] != "6*7 and 8*9"  # escaped, so the Markdown window shows it as typed
+    assert from_window(history[-1]["content"]) == "6*7 and 8*9"
+    history = demo._append_message_to_history(window_markdown(SCRIPTED_REPLY), history, "assistant")
+    # as the Chatbot hands it back: each content a list of parts
+    history = [{**m, "content": [{"type": "text", "text": m["content"]}]} for m in history]
+    assert demo._pop_last_user_message(history) == ([], "6*7 and 8*9")  # retry / undo get the text as typed

@@ -81,6 +81,7 @@ class LocalSource:
     paths: list[str] = field(default_factory=list)  # globs of parquet / jsonl / txt files
     text_column: str = "text"
     val_fraction: float = setting(0.01, proper_fraction())  # documents held out for validation
+    val_paths: list[str] = field(default_factory=list)  # validation files/globs; empty: hold out val_fraction
 
 
 SOURCES = ("embedded", "hf", "local")  # data.source values, each a DataConfig field of its own
@@ -223,6 +224,11 @@ class ChatConfig:
     temperature: float = setting(0.8, at_least(0))
     top_k: int = setting(50, at_least(0))  # 0: off
     max_new_tokens: int = setting(512, at_least(1))
+    # server limits of the OpenAI API (chat/api.py): 413 over the body size, 400 past depth or count
+    max_body_bytes: int = setting(2**20, at_least(1))
+    max_messages: int = setting(256, at_least(1))
+    max_depth: int = setting(32, at_least(5))  # an OpenAI payload with content parts nests 5 deep
+    prompt_chars_per_token: int = setting(16, at_least(1))  # characters kept before tokenizing, per context token
     name: str = "llmstack"  # identity the chat stages teach
     maker: str = "the llmstack authors"
 

@@ -142,7 +142,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from llmstack.chat.app import ChatDefaults, launch
 
-    defaults = ChatDefaults(chat_cfg.temperature, chat_cfg.top_k, chat_cfg.max_new_tokens)
+    defaults = ChatDefaults.from_config(chat_cfg)
     share = chat_cfg.share if args.share is None else args.share
     try:
         launch(pool, label, defaults, host=args.host or chat_cfg.host, port=args.port or chat_cfg.port,

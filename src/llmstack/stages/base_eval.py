@@ -39,7 +39,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if tok.vocab_size != model.config.vocab_size:
         raise ValueError(f"tokenizer has {tok.vocab_size} tokens but the model expects {model.config.vocab_size}")
     # The bundle first (downloaded once when absent): a bad task fails before minutes of scoring.
-    root = ensure_bundle(cfg.core_data_dir) if cfg.core_tasks else None
+    # core_data_dir is in the slice (and recorded in eval.json) whether or not CORE runs: a bundle
+    # folder that changes is a different evaluation setup.
+    bundle_dir = cfg.core_data_dir
+    root = ensure_bundle(bundle_dir) if cfg.core_tasks else None
     core_tasks = load_core_tasks(cfg.core_tasks, root)
     source = read_manifest(ctx.inputs["data"])["source"]
     _, val_path = shard_paths(ctx.inputs["data"])
@@ -76,6 +79,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "val/loss": val["loss"],
         "core": core,
         "core_metric": core_metric(core),
+        "core_bundle": str(root) if root else bundle_dir or None,
         "toy": toy,
         "samples": samples,
         "model_meta": meta,
