@@ -1,21 +1,22 @@
 """The `llmstack` command.
 
 llmstack config [OVERRIDES...] [--preset P]   print the resolved config, derived numbers, stage keys
-llmstack resume [SNAKEMAKE ARGS...]           unlock after a crash and rerun what is incomplete
+llmstack resume [RUN] [-- SNAKEMAKE ARGS...]  unlock after a crash and finish the run as it was started
 llmstack chat [--run R] [--stage S] [-p PROMPT]  talk to a trained model in the terminal
 llmstack serve [--run R] [--stage S] [--port P]  the Gradio chat + OpenAI-compatible API
 llmstack report [--run R] [OVERRIDES...]       rewrite runs/<R>/report.md (default: every run and sweep)
+llmstack export [--run R] [--stage S] OUT/     write a run's model as a Hugging Face folder
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 
 from omegaconf import OmegaConf
 
 from llmstack.chat.cli import add_chat_arguments, add_serve_arguments, cmd_chat, cmd_serve
+from llmstack.export.cli import add_export_arguments, cmd_export
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -46,12 +47,21 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    extra = args.snakemake_args
-    unlock = subprocess.run(["snakemake", "--unlock", *extra], capture_output=True, text=True)
-    if unlock.returncode != 0:
-        sys.stderr.write(unlock.stderr)
-        return unlock.returncode
-    return subprocess.call(["snakemake", "--cores", "all", "--rerun-incomplete", *extra])
+    from llmstack.resume import resume
+
+    return resume(args.run, args.snakemake_args)
+
+
+def split_resume_argv(argv: list[str]) -> tuple[str | None, list[str]] | None:
+    """(RUN, snakemake arguments) of `resume [RUN] [ARGS...] [-- ARGS...]`, or None to let argparse
+    answer (-h). Parsed by hand: argparse rejects unknown flags such as `--cores 2` and would take
+    the `2`, or `overrides=...` after `--config`, for RUN."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    head, tail = argv[:cut], argv[cut + 1 :]
+    if {"-h", "--help"} & set(head):
+        return None
+    run = head[0] if head and not head[0].startswith("-") else None
+    return run, head[1 if run else 0 :] + tail
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -86,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--sweep", default="", help='Hydra sweep, e.g. "model.depth=4,6"')
     c.add_argument("--keys-only", action="store_true", help="print only the stage folders")
     c.set_defaults(func=cmd_config)
-    r = sub.add_parser("resume", help="unlock after a crash and rerun incomplete jobs")
-    r.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="passed to snakemake (e.g. --config ...)")
+    r = sub.add_parser("resume", help="unlock after a crash and finish the run as it was started")
+    r.add_argument("run", nargs="?", help="a run under runs/ (default: the last run started here)")
+    r.add_argument("snakemake_args", nargs="*", help="after --: passed to snakemake (e.g. -- --cores 2 -n)")
     r.set_defaults(func=cmd_resume)
     ch = sub.add_parser("chat", help="talk to a trained model in the terminal (interactive or -p)")
     add_chat_arguments(ch)
@@ -101,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--preset", default="tiny", help="config preset the report.* prices come from")
     rp.add_argument("overrides", nargs="*", help="Hydra overrides of report.*, e.g. report.gpu_hour_price=2.5")
     rp.set_defaults(func=cmd_report)
+    ex = sub.add_parser("export", help="write a run's model as a Hugging Face folder (transformers, trust_remote_code)")
+    add_export_arguments(ex)
+    ex.set_defaults(func=cmd_export)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["resume"] and (split := split_resume_argv(argv[1:])) is not None:
+        return cmd_resume(argparse.Namespace(run=split[0], snakemake_args=split[1]))
     args = ap.parse_args(argv)
     return args.func(args)
 

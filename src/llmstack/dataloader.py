@@ -14,6 +14,7 @@ process count and micro-batch split: 2 processes x batch 4 train exactly like 1 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import torch
+from tqdm import tqdm
 
 from llmstack.tokenizer import Tokenizer
 
@@ -133,13 +135,38 @@ def val_batches(
     rank: int = 0,
     world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """A fixed validation set: this rank's share of the first `max_tokens` tokens, in order."""
+    """A fixed validation set: this rank's share of the first `max_tokens` tokens, in order. A set
+    smaller than that wraps around (counted twice); rank 0 says so once per process."""
     loader = TextLoader(paths, tokenizer, batch_size, seq_len, rank, world_size, prefetch=1)
+    steps = max(1, max_tokens // (batch_size * seq_len * world_size))
     try:
-        for _ in range(max(1, max_tokens // (batch_size * seq_len * world_size))):
-            yield next(loader)
+        for _ in range(steps):
+            batch = next(loader)
+            if loader.next_group > len(loader.groups) and rank == 0:  # a row group read a second time
+                _warn_small_val(loader, steps * batch_size * seq_len * world_size)
+            yield batch
     finally:
         loader.close()
+
+
+_WARNED: set[tuple[str, ...]] = set()
+
+
+def _warn_small_val(loader: TextLoader, needed: int) -> None:
+    key = tuple(map(str, loader.paths))
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    # The set is smaller than `needed` tokens, so counting it costs less than the evaluation does.
+    held = sum(len(loader._tokenize(i)) for i in range(len(loader.groups)))
+    names = ", ".join(key)
+    # tqdm.write: a line of its own even while a training progress bar is drawn on stderr.
+    tqdm.write(
+        f"warning: the validation set ({names}) holds {held:,} tokens but each evaluation reads {needed:,}: "
+        f"it repeats {needed / max(held, 1):.1f}x; add validation text or lower the eval token budget "
+        f"(pretrain.eval_tokens, base_eval.bpb_tokens)",
+        file=sys.stderr,
+    )
 
 
 class ConversationLoader:

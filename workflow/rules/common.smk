@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from llmstack.config import one_line
 from llmstack.pipeline import STAGES
 from llmstack.plan import plan_runs
+from llmstack.resume import record_invocation
 
 
 def _plan():

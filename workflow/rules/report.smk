@@ -1,6 +1,7 @@
 rule run_manifest:
     output:
         "runs/{run}/run.json",
+    priority: 100  # first: `llmstack serve` finds the run (and each chat model as it lands) through it
     params:
         manifest=lambda wc: json.dumps(RUN_BY_NAME[wc.run].manifest(), sort_keys=True),
     localrule: True

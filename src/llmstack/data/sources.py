@@ -51,16 +51,36 @@ def build_hub(cfg: HubSource, out: Path) -> dict:
 
 
 def build_local(cfg: LocalSource, out: Path, rows_per_group: int, shard_bytes: int = 100_000_000) -> dict:
-    from llmstack.data.local import iter_local_texts
+    from llmstack.data.local import LocalDataError, iter_local_texts, resolve_paths
 
     if not cfg.paths:
         raise ValueError("data=local needs data.local.paths, e.g. 'data.local.paths=[/data/*.parquet]'")
+    if cfg.val_paths:
+        # The user's own validation set: read first (smaller, and a bad glob fails before hours of
+        # sharding); no training file may be in it, or validation would measure memorisation.
+        both = {p.resolve() for p in resolve_paths(cfg.paths)} & {
+            p.resolve() for p in resolve_paths(cfg.val_paths, "data.local.val_paths")
+        }
+        if both:
+            raise LocalDataError(
+                f"data.local.val_paths: {sorted(map(str, both))[0]} is also a training file (data.local.paths); "
+                f"narrow one of the globs"
+            )
+        val = list(iter_local_texts(cfg.val_paths, text_column=cfg.text_column, field="data.local.val_paths"))
+        write_shards(
+            iter_local_texts(cfg.paths, text_column=cfg.text_column), out / "shards", shard_bytes, rows_per_group
+        )
+        write_parquet(out / "val.parquet", val, rows_per_group)
+        return {"kind": "local", **asdict(cfg)}
     # A stable hash of each document decides its split, so adding files never reshuffles old ones.
     threshold = int(cfg.val_fraction * 2**32)
     val: list[str] = []
+    seen = 0
 
     def train_docs() -> Iterable[str]:
+        nonlocal seen
         for text in iter_local_texts(cfg.paths, text_column=cfg.text_column):
+            seen += 1
             if zlib.crc32(text.encode("utf-8")) < threshold:
                 val.append(text)
             else:
@@ -68,8 +88,9 @@ def build_local(cfg: LocalSource, out: Path, rows_per_group: int, shard_bytes: i
 
     write_shards(train_docs(), out / "shards", shard_bytes, rows_per_group)
     if not val:
-        raise ValueError(
-            f"data.local.val_fraction={cfg.val_fraction} left no validation documents; raise it"
+        raise LocalDataError(
+            f"data.local: none of the {seen:,} documents fell in the validation split "
+            f"(val_fraction={cfg.val_fraction}); raise data.local.val_fraction or name files in data.local.val_paths"
         )
     write_parquet(out / "val.parquet", val, rows_per_group)
     return {"kind": "local", **asdict(cfg)}
