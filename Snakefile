@@ -16,6 +16,10 @@ min_version("9.0")
 include: "workflow/rules/common.smk"
 
 
+# `snakemake --report report.html`: the outputs marked with report() in workflow/rules/, under this text.
+report: "workflow/report/workflow.rst"
+
+
 # Snakemake calls this only for a real execution (never -n, --lint, --dag, --unlock): the record
 # `llmstack resume` replays. Written beside run.json, but no rule's input or output.
 onstart:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import torch
+from test_snakemake_report import report_contents
 
 from llmstack.artifacts import sha256_file
 from llmstack.config import section_class
@@ -98,6 +99,13 @@ def test_whole_pipeline_runs_and_caches(tmp_path):
     for stage in ("pretrain", "midtrain", "sft", "rl"):
         assert list((tmp_path / "artifacts" / stage).glob("*/model.pt")), stage
     assert len(list((tmp_path / "artifacts" / "eval").glob("*/eval.json"))) == 3
+    # Snakemake's own report of the finished run: the card and its loss plot, embedded in one HTML file
+    smk(tmp_path, "--report", str(tmp_path / "report.html"), "--config", f"overrides={SMALL}")
+    files, cats = report_contents(tmp_path / "report.html")
+    assert files["runs/tiny/report.md"].decode() == report
+    assert files["runs/tiny/loss_curves.png"] == (tmp_path / "runs" / "tiny" / "loss_curves.png").read_bytes()
+    (pretrain_metrics,) = cats["pretrain"]
+    assert json.loads(files[pretrain_metrics])["stage"] == "pretrain"
     # a changed hyperparameter reruns exactly its stage and what follows; changing it back, nothing
     changed = planned_rules(smk(tmp_path, "-n", "--config", f"overrides={SMALL} sft.init_lr_frac=0.5"))
     assert changed == {"sft", "rl", "eval", "report", "run_manifest", "all"}

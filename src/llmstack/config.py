@@ -44,6 +44,7 @@ from llmstack.config_checks import (
     vocab,
 )
 from llmstack.dims import dims_from_depth
+from llmstack.loggers import logger_names
 from llmstack.pipeline import CHAT_STAGES
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -246,6 +247,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
+    # experiment trackers (llmstack.loggers): an execution setting, carried beside the slices
+    logger: list[str] = field(default_factory=list, metadata={"checks": (logger_names(),), "role": "execution"})
 
 
 ConfigStore.instance().store(name="llmstack_schema", node=Config)
@@ -381,39 +384,3 @@ def build_section(name: str, values: dict[str, Any], execution_values: dict[str,
     fields the slice leaves out (plan settings, unchosen data sources) take schema defaults."""
     node = OmegaConf.merge(OmegaConf.structured(section_class(name)), values, execution_values or {})
     return OmegaConf.to_object(node)
-
-
-class ReadRecorder:
-    """Records which schema fields code reads: for the test that no setting is silently ignored.
-
-    Set LLMSTACK_RECORD_READS to a folder and each stage writes `<stage>-<key>.json` listing the
-    `Class.field` names it read (llmstack.stages.common)."""
-
-    def __init__(self) -> None:
-        self.reads: set[str] = set()
-        self._classes = [c for c in _schema_classes(Config) if "__getattribute__" not in vars(c)]
-
-    def __enter__(self) -> ReadRecorder:
-        reads = self.reads
-
-        def getattribute(obj: Any, attr: str) -> Any:
-            names = object.__getattribute__(obj, "__dataclass_fields__")
-            if attr in names:
-                reads.add(f"{type(obj).__name__}.{attr}")
-            return object.__getattribute__(obj, attr)
-
-        for cls in self._classes:
-            cls.__getattribute__ = getattribute
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for cls in self._classes:
-            del cls.__getattribute__
-
-
-def _schema_classes(cls: type) -> list[type]:
-    out = [cls]
-    for f in fields(cls):
-        if is_dataclass(f.default_factory):
-            out += [c for c in _schema_classes(f.default_factory) if c not in out]
-    return out

@@ -31,6 +31,7 @@ from llmstack.checkpoint import Checkpointer, rng_state, save_model, set_rng_sta
 from llmstack.config import LoopConfig
 from llmstack.device import autocast_dtype, peak_flops
 from llmstack.distributed import Dist, all_reduce_sum
+from llmstack.loggers import Sinks, Tracking
 from llmstack.model import GPT
 from llmstack.optim import Muon, build_optimizers, muon_momentum
 
@@ -94,24 +95,34 @@ class TrainSpec:
     fingerprint: str = ""  # of the input files; step checkpoints from other inputs are not resumed
     meta: dict[str, Any] = field(default_factory=dict)  # extra fields for model.pt and metrics.json
     stop_at: int | None = None  # return None after this step's checkpoint (tests, time slices)
+    tracking: Tracking | None = None  # W&B / TensorBoard (llmstack.loggers); an execution setting
 
 
 class MetricsLog:
-    """metrics.jsonl of a stage run (rank 0 writes); on resume, entries past the resumed step go."""
+    """metrics.jsonl of a stage run (rank 0 writes); on resume, entries past the resumed step go.
+    Every entry passes `log`, so the trackers (`sinks`) get exactly what the file gets: the kept
+    entries are replayed to them first."""
 
-    def __init__(self, path: Path, enabled: bool, resume_step: int):
+    def __init__(self, path: Path, enabled: bool, resume_step: int, sinks: Sinks | None = None):
         self.path, self.enabled = path, enabled
+        self.sinks = sinks or Sinks(None)
         self.history: list[dict] = []
         if enabled and path.exists():
             kept = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             self.history = [e for e in kept if e.get("step", 0) < resume_step]
             path.write_text("".join(json.dumps(e) + "\n" for e in self.history))
+        for entry in self.history:
+            self.sinks.log(entry)
 
     def log(self, entry: dict) -> None:
         if self.enabled:
             self.history.append(entry)
             with open(self.path, "a") as f:
                 f.write(json.dumps(entry) + "\n")
+            self.sinks.log(entry)
+
+    def close(self, failed: bool = False) -> None:
+        self.sinks.close(failed)
 
 
 def make_optimizers(model: torch.nn.Module, spec: TrainSpec, dtype: torch.dtype | None) -> list[torch.optim.Optimizer]:
@@ -233,7 +244,8 @@ class Trainer:
         recipe.setup(self)
         if state is not None:
             self.restore_rank_state(state)
-        self.log = MetricsLog(spec.out_dir / "metrics.jsonl", d.is_main, self.start)
+        sinks = Sinks(spec.tracking if d.is_main else None)  # only rank 0 reports
+        self.log = MetricsLog(spec.out_dir / "metrics.jsonl", d.is_main, self.start, sinks)
         self.print(
             f"{unwrap(self.model).num_params():,} params on {d.world_size}x{self.device.type} "
             f"({self.dtype or torch.float32}); {spec.total_steps} steps; "
@@ -243,10 +255,14 @@ class Trainer:
             self.print(f"==== resumed at step {self.start} from {self.ckpt.folder} ====")
         stop = StopFlag()
         stop.install()
+        failed = True  # until the loop returns: a time-limit stop (SystemExit 75) or a crash
         try:
-            return self._loop(stop)
+            result = self._loop(stop)
+            failed = False
+            return result
         finally:
             stop.uninstall()
+            self.log.close(failed)  # loggers flush and close on every way out
 
     def _loop(self, stop: StopFlag) -> dict[str, Any] | None:
         spec, loop, recipe, d = self.spec, self.spec.loop, self.recipe, self.d

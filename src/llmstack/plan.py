@@ -23,12 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 from llmstack.config import (
     SOURCES,
     ChatTrainConfig,
+    LoopConfig,
     compose_config,
     field_roles,
     parse_sweep,
     section_class,
     sections_of,
 )
+from llmstack.loggers import TRACKING, check_installed
 from llmstack.pipeline import EACH_CHAT_MODEL, EVALUATED, STAGES, instance_name
 
 
@@ -60,9 +62,13 @@ def stage_slice(cfg: DictConfig, stage: str) -> dict[str, Any]:
     return {s: _section(cfg, s)[0] for s in STAGES[stage].sections}
 
 
-def execution_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:
-    """The execution-only settings of a stage by section (device, processes...), passed beside the slice."""
-    return {s: exe for s in STAGES[stage].sections if (exe := _section(cfg, s)[1])}
+def execution_settings(cfg: DictConfig, stage: str, run: str = "") -> dict[str, Any]:
+    """The execution-only settings of a stage by section (device, processes...), passed beside the slice;
+    plus, for a trained stage when loggers are asked for, `tracking`: the loggers and the run they report under."""
+    exe: dict[str, Any] = {s: e for s in STAGES[stage].sections if (e := _section(cfg, s)[1])}
+    if cfg.logger and issubclass(section_class(STAGES[stage].sections[-1]), LoopConfig):
+        exe[TRACKING] = {"loggers": list(cfg.logger), "run": run}
+    return exe
 
 
 def digest(obj: Any, n: int = 10) -> str:
@@ -113,8 +119,8 @@ class RunPlan:
         return {"run": self.name, "stages": {name: spec.dir for name, spec in sorted(self.stages.items())}}
 
 
-def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:
-    """Every stage instance of one config, keyed in DAG order (the table's order)."""
+def plan_stages(cfg: DictConfig, run: str = "") -> dict[str, StageSpec]:
+    """Every stage instance of one config (of the run named `run`), keyed in DAG order (the table's order)."""
     specs: dict[str, StageSpec] = {}
     for st in STAGES.values():
         per_model = [i for i in st.inputs.values() if i.stage == EACH_CHAT_MODEL]
@@ -126,7 +132,8 @@ def plan_stages(cfg: DictConfig) -> dict[str, StageSpec]:
             if model_stage:
                 body["model_stage"] = model_stage
             key = digest({"stage": st.name, **body})
-            specs[instance_name(st.name, model_stage)] = StageSpec(st.name, key, body, execution_settings(cfg, st.name))
+            exe = execution_settings(cfg, st.name, run)
+            specs[instance_name(st.name, model_stage)] = StageSpec(st.name, key, body, exe)
     return specs
 
 
@@ -172,8 +179,9 @@ def plan_runs(preset: str = "tiny", run: str | None = None, overrides: str = "",
     for point in points:
         cfg = compose_config(preset, base + point)
         check_task_lists(cfg)
+        check_installed(list(cfg.logger))
         name = run if len(points) == 1 and not point else "-".join([run, *point])
-        plans.append(RunPlan(name, preset, base + point, cfg, plan_stages(cfg)))
+        plans.append(RunPlan(name, preset, base + point, cfg, plan_stages(cfg, name)))
     names = [p.name for p in plans]
     if len(set(names)) != len(names):
         raise ValueError(f"sweep produced duplicate run names: {names}")

@@ -28,7 +28,11 @@ def _plan():
 RUNS = _plan()
 RUN_BY_NAME = {r.name: r for r in RUNS}
 SWEEP_NAME = str(config.get("run") or config.get("preset") or "tiny") + "-sweep"
-SPECS = {(s.stage, s.key): s for r in RUNS for s in r.stages.values()}
+# A stage folder shared by a sweep's runs is made once, by (and logged under) the first run needing it.
+SPECS = {}
+for _run in RUNS:
+    for _spec in _run.stages.values():
+        SPECS.setdefault((_spec.stage, _spec.key), _spec)
 
 
 wildcard_constraints:
@@ -46,8 +50,12 @@ def stage_inputs(stage):
 
 
 def stage_outputs(stage):
-    """output (unpack it with **): the stage's declared outputs, meta.json included."""
-    return {name: f"artifacts/{stage}/{{key}}/{file}" for name, file in STAGES[stage].declared.items()}
+    """output (unpack it with **): the stage's declared outputs, meta.json included; its result file
+    (metrics.json, eval.json...) is marked for `snakemake --report`, in a category per stage."""
+    outs = {name: f"artifacts/{stage}/{{key}}/{file}" for name, file in STAGES[stage].declared.items()}
+    result = STAGES[stage].result
+    outs[result] = report(outs[result], caption="../report/stage_result.rst", category=stage)
+    return outs
 
 
 def stage_log(stage):

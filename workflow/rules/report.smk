@@ -17,7 +17,10 @@ rule report:
     input:
         unpack(run_outputs),
     output:
-        "runs/{run}/report.md",
+        # the PNGs always exist (the stage draws a placeholder for a missing curve): report() needs them
+        card=report("runs/{run}/report.md", caption="../report/report_card.rst", category="report card"),
+        loss=report("runs/{run}/loss_curves.png", caption="../report/loss_curves.rst", category="report card"),
+        reward=report("runs/{run}/reward_curves.png", caption="../report/reward_curves.rst", category="report card"),
     params:
         config=report_json(),
     conda:

@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from llmstack.artifacts import (
     verify_input,
     write_json,
 )
-from llmstack.config import LoopConfig, ReadRecorder, build_section
+from llmstack.config import Config, LoopConfig, build_section
 from llmstack.pipeline import Stage, stage
 
 # A hard link to the stage log. Snakemake deletes a job's log before it reruns the job
@@ -175,6 +175,42 @@ def prune_checkpoints(ctx: StageContext) -> None:
     from llmstack.checkpoint import prune_steps  # torch: paid only by stages that checkpoint
 
     prune_steps(folder, ctx.cfg.keep_ckpts_after)
+
+
+class ReadRecorder:
+    """Records which schema fields code reads: for the test that no setting is silently ignored.
+
+    Set LLMSTACK_RECORD_READS to a folder and each stage writes `<stage>-<key>.json` listing the
+    `Class.field` names it read (stage_main). Lives here, beside its only user."""
+
+    def __init__(self) -> None:
+        self.reads: set[str] = set()
+        self._classes = [c for c in _schema_classes(Config) if "__getattribute__" not in vars(c)]
+
+    def __enter__(self) -> ReadRecorder:
+        reads = self.reads
+
+        def getattribute(obj: Any, attr: str) -> Any:
+            names = object.__getattribute__(obj, "__dataclass_fields__")
+            if attr in names:
+                reads.add(f"{type(obj).__name__}.{attr}")
+            return object.__getattribute__(obj, attr)
+
+        for cls in self._classes:
+            cls.__getattribute__ = getattribute
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for cls in self._classes:
+            del cls.__getattribute__
+
+
+def _schema_classes(cls: type) -> list[type]:
+    out = [cls]
+    for f in fields(cls):
+        if is_dataclass(f.default_factory):
+            out += [c for c in _schema_classes(f.default_factory) if c not in out]
+    return out
 
 
 def stage_main(name: str, run: Callable[[StageContext], dict[str, Any] | None], argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from llmstack.artifacts import provenance
 from llmstack.config import ReportConfig, build_section
 from llmstack.report import write_report
+from llmstack.report.plots import LOSS_PNG, REWARD_PNG, save_png
 
 
 def report_config(text: str, prog: str) -> ReportConfig:
@@ -25,6 +26,18 @@ def report_config(text: str, prog: str) -> ReportConfig:
         return build_section("report", json.loads(text)["report"]) if text.strip() != "{}" else ReportConfig()
     except (ValueError, KeyError, TypeError) as err:  # JSON and OmegaConf errors are ValueErrors
         raise SystemExit(f"[{prog}] bad --config (want '{{\"report\": {{...}}}}'): {err}") from err
+
+
+def ensure_plots(run_dir: Path) -> None:
+    """The workflow declares both PNGs (for `snakemake --report`): a run without such curves gets a
+    figure that says so, rather than a missing output."""
+    from matplotlib.figure import Figure
+
+    for name, what in ((LOSS_PNG, "no stage logged a training loss"), (REWARD_PNG, "no RL stage logged a reward")):
+        if not (run_dir / name).exists():
+            fig = Figure(figsize=(6.0, 1.5))
+            fig.text(0.5, 0.5, what, ha="center", va="center")
+            save_png(fig, run_dir / name)
 
 
 def main(argv: list[str]) -> None:
@@ -37,6 +50,7 @@ def main(argv: list[str]) -> None:
     t0 = time.time()
     try:
         out = write_report(args.run, prices)
+        ensure_plots(args.run)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"[report] {err}") from err
     print(f"[report] wrote {out}", flush=True)

@@ -13,6 +13,7 @@ from typing import Any
 from llmstack import distributed
 from llmstack.artifacts import write_json
 from llmstack.harness import BASE_LRS, TrainSpec
+from llmstack.loggers import TRACKING, Tracking
 from llmstack.model import GPT
 from llmstack.stages.common import StageContext
 
@@ -27,6 +28,14 @@ def recorded_lrs(meta: dict[str, Any], path: Path) -> dict[str, float]:
     if not isinstance(lrs, dict) or set(BASE_LRS) - set(lrs):
         raise ValueError(f"{path} records no base learning rates (made by an older llmstack): rerun its stage")
     return {k: float(lrs[k]) for k in BASE_LRS}
+
+
+def tracking(ctx: StageContext) -> Tracking | None:
+    """The loggers the planner asked for (execution JSON `tracking`), or None: not part of the key."""
+    asked = ctx.execution.get(TRACKING, {})
+    if not asked.get("loggers"):
+        return None
+    return Tracking(list(asked["loggers"]), str(asked.get("run", "")), ctx.name, ctx.dir.name, ctx.dir, ctx.slice)
 
 
 def train_spec(
@@ -44,6 +53,7 @@ def train_spec(
         lr_frac=lr_frac,
         fingerprint=ctx.fingerprint(),
         meta={"key": ctx.dir.name, "chat": ctx.stage.chat_model, **extra.pop("meta", {})},
+        tracking=tracking(ctx),
         **extra,
     )
 
