@@ -85,7 +85,7 @@ def test_two_process_ddp_matches_one_process(tiny_corpus, tmp_path):
 def test_time_limit_signal_checkpoints_then_resumes_bit_identically(tiny_corpus, tmp_path):
     # A scheduler's warning before the time limit (SIGUSR1) or preemption (SIGTERM): the job
     # checkpoints at the end of its current step, exits 75, and the rerun finishes identically.
-    LONG = "pretrain.ckpt_every=0 pretrain.max_steps=60"  # long enough to be signalled mid-run
+    LONG = "pretrain.ckpt_every=0 pretrain.max_steps=30"  # long enough to be signalled mid-run
     pretrain(tmp_path / "straight", tiny_corpus, LONG)
     for sig in (signal.SIGUSR1, signal.SIGTERM):
         out = tmp_path / sig.name
