@@ -1,50 +1,74 @@
-"""Inference speed: decode tokens/s with and without the KV cache, time to first token, and the
-throughput of batched sampling (several completions of one prompt sharing its prefill).
+"""Inference speed through llmstack's Engine, in the shape other engines report: a fixed prompt
+length, a fixed number of new tokens (stop tokens ignored), greedy, per batch size: decode tok/s,
+time to first token, peak memory.
 
-    python bench/inference.py                                  # random tiny model: depth 4, dim 256
-    python bench/inference.py --depth 8 --batch-sizes 1,8,32 --device cuda
-    python bench/inference.py --model artifacts/sft/<key>/model.pt
+    python bench/inference.py                                   # random model: depth 4, dim 256, vocab 4096
+    python bench/inference.py --prompt-tokens 64 --new-tokens 256 --batch-sizes 1,8
+    python bench/inference.py --model artifacts/sft/<key>/model.pt --tokenizer artifacts/tokenizer/<key>/tokenizer.model
+    python bench/inference.py --compare-engine /tmp/engine_old.py --compare-precision fp32   # A/B, alternating
 
-Each step does what llmstack.engine does per step: a forward under the device's autocast, then
-top-k sampling and a host sync for the sampled ids. The step loops ignore stop tokens, so every
-run decodes exactly --new-tokens tokens. Figures are medians over --repeats runs after a warmup.
-
-Measured on the 2-core AMX CPU (depth 4, dim 256, random weights, shared machine: +-20%): batch-1
-decode ~300 tok/s with the cache vs ~50 without; batch 8 ~1.8k tok/s in fp32, ~1.4k under bf16
-autocast (decode is overhead-bound at this size; bf16 only wins the prefill).
+A batch of B is B samples of one prompt (one prefill, the KV cache copied B times), as Engine
+runs them. The prompt is fixed token ids (1..P, or --prompt-file's first P ids), so runs with
+other engines can feed the same ids. Decode tok/s = B * (N - 1) / (time after the first token);
+TTFT = prefill + first sample. Figures are medians of --repeats runs after one warmup; with
+--compare-engine the two engines alternate run by run, so a noisy neighbour hits both alike.
+Peak memory: CUDA max allocated per row; on CPU the process's max RSS so far (it never falls).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import resource
 import statistics
+import sys
 import time
-from collections.abc import Callable
 
 import torch
 
-from llmstack.device import autocast_context, autocast_dtype, setup_device
-from llmstack.engine import kv_cache_dtype, sample_next
+from llmstack.device import setup_device
+from llmstack.engine import Engine
 from llmstack.model import GPT, GPTConfig, dims_from_depth
+from llmstack.tokenizer import SPECIAL_TOKENS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="a model.pt to time (default: a random model)")
-    ap.add_argument("--tokenizer", default=None, help="its tokenizer.model: adds rows for the Engine's chat path")
-    ap.add_argument("--depth", type=int, default=4, help="random model: layers (width = depth * 64)")
-    ap.add_argument("--head-dim", type=int, default=64, help="random model: head dim")
-    ap.add_argument("--kv-ratio", type=int, default=2, help="random model: query heads per key/value head")
+    ap.add_argument("--model", default=None, help="a model.pt (default: random weights)")
+    ap.add_argument("--tokenizer", default=None, help="its tokenizer.model (default: a stand-in with the specials)")
+    ap.add_argument("--depth", type=int, default=4, help="random model: layers")
+    ap.add_argument("--dim", type=int, default=256, help="random model: width")
+    ap.add_argument("--head-dim", type=int, default=64)
+    ap.add_argument("--kv-ratio", type=int, default=2, help="query heads per key/value head")
     ap.add_argument("--seq", type=int, default=512, help="random model: context length")
-    ap.add_argument("--vocab", type=int, default=4096, help="random model: vocabulary size")
-    ap.add_argument("--prompt-tokens", type=int, default=128)
-    ap.add_argument("--new-tokens", type=int, default=128)
-    ap.add_argument("--batch-sizes", default="1,4,8", help="comma-separated samples per prompt")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--batch-sizes", default="1,8", help="comma-separated samples per prompt")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--reference", action="store_true", help="decode through GPT.forward (Engine fast=False)")
+    ap.add_argument("--compare-engine", default=None, help="another engine.py to time beside this one")
+    ap.add_argument("--compare-precision", choices=("auto", "bf16", "fp32"), default="fp32")
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: all usable cores)")
     return ap.parse_args(argv)
+
+
+class StandInTokenizer:
+    """What Engine needs of a tokenizer when only speed matters: the vocab and special ids."""
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size, self.bos_id = vocab_size, vocab_size - len(SPECIAL_TOKENS)
+
+    def special_id(self, name: str) -> int:
+        return self.bos_id + SPECIAL_TOKENS.index(name)
+
+    def encode(self, text: str) -> list[int]:
+        return []
+
+    def decode(self, ids) -> str:
+        return ""
 
 
 def build_model(args: argparse.Namespace, device: torch.device) -> GPT:
@@ -52,124 +76,92 @@ def build_model(args: argparse.Namespace, device: torch.device) -> GPT:
         from llmstack.checkpoint import load_model
 
         return load_model(args.model, device)[0]
-    dims = dims_from_depth(args.depth, head_dim=args.head_dim, kv_ratio=args.kv_ratio)
+    dims = dims_from_depth(args.depth, aspect_ratio=args.dim // args.depth, head_dim=args.head_dim,
+                           kv_ratio=args.kv_ratio)  # fmt: skip
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=args.vocab, seq_len=args.seq, **dims)).to(device).eval()
+    model = GPT(GPTConfig(vocab_size=args.vocab, seq_len=args.seq, **dims))
+    with torch.no_grad():  # the init zeroes output projections: random ones exercise every layer
+        for p in model.parameters():
+            p.normal_(0.0, 0.05)
+    return model.to(device).eval()
 
 
-class Timer:
-    def __init__(self, model: GPT, device: torch.device, dtype: torch.dtype | None) -> None:
-        self.model, self.device, self.dtype = model, device, dtype
-        self.generator = torch.Generator(device=device).manual_seed(0)
-        self.cache_dtype = kv_cache_dtype(model, device, dtype)  # as the engine caches
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def logits(self, ids: torch.Tensor, cache=None) -> torch.Tensor:
-        with torch.no_grad(), autocast_context(self.device, self.dtype):
-            return self.model(ids, kv_cache=cache)[:, -1, :]
-
-    def next_ids(self, logits: torch.Tensor) -> torch.Tensor:
-        ids = sample_next(logits, self.generator, temperature=1.0, top_k=50)
-        ids.tolist()  # the engine reads the ids on the host every step (tool calls, stop tokens)
-        return ids[:, None]
-
-    def cached(self, prompt: torch.Tensor, new_tokens: int, batch: int) -> tuple[float, float]:
-        """(seconds to the first token, seconds in all) for `batch` samples with the KV cache."""
-        self.sync()
-        start = time.perf_counter()
-        cache = self.model.new_kv_cache(1, prompt.size(1) + new_tokens, device=self.device, dtype=self.cache_dtype)
-        logits = self.logits(prompt, cache)
-        if batch > 1:
-            cache, logits = cache.expand(batch), logits.expand(batch, -1)
-        ids = self.next_ids(logits)
-        first = time.perf_counter() - start
-        for _ in range(new_tokens - 1):
-            ids = self.next_ids(self.logits(ids, cache))
-        self.sync()
-        return first, time.perf_counter() - start
-
-    def uncached(self, prompt: torch.Tensor, new_tokens: int) -> float:
-        """Seconds for batch-1 decoding that recomputes the whole sequence at every step."""
-        self.sync()
-        start = time.perf_counter()
-        seq = prompt
-        for _ in range(new_tokens):
-            seq = torch.cat([seq, self.next_ids(self.logits(seq))], dim=1)
-        self.sync()
-        return time.perf_counter() - start
+def load_engine_class(path: str):
+    """Engine from another engine.py (e.g. a saved copy of an older version)."""
+    spec = importlib.util.spec_from_file_location("compare_engine", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compare_engine"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.Engine
 
 
-def engine_rows(model: GPT, args: argparse.Namespace) -> list[tuple[str, str]]:
-    """The whole chat path (render, prefill, sampling, tool state, detokenizing) through Engine.chat."""
-    from llmstack.engine import Engine
-    from llmstack.tokenizer import Tokenizer
-
-    engine = Engine(model, Tokenizer.load(args.tokenizer), precision=args.precision)
-    conversation = {"messages": [{"role": "user", "content": "Tell me a story about a river and a city."}]}
-
-    def run() -> tuple[float, float, int]:
-        start = time.perf_counter()
-        reply = engine.chat(conversation, max_tokens=args.new_tokens, temperature=0.8, top_k=50, seed=0)
-        first = None
-        for _ in reply:
-            first = first or time.perf_counter() - start
-        total = time.perf_counter() - start
-        return first or total, total, len(reply.tokens)
-
-    run()
-    runs = [run() for _ in range(args.repeats)]
-    first = statistics.median(r[0] for r in runs)
-    rate = statistics.median(r[2] / r[1] for r in runs)
-    return [
-        ("Engine.chat: time to first text", f"{first * 1e3:8.1f} ms"),
-        (f"Engine.chat: tokens/s ({runs[0][2]} tokens, incl. prefill)", f"{rate:8.1f} tok/s"),
-    ]
+def ignore_stops(engine) -> None:
+    """Decode exactly the requested tokens: no stop token ends a sample, no tool call is run."""
+    engine.stop_ids = frozenset()
+    engine.python_start = -1
 
 
-def median_of(repeats: int, fn: Callable[[], float]) -> float:
-    fn()  # warmup: allocator, kernels, autocast caches
-    return statistics.median(fn() for _ in range(repeats))
+def timed_run(engine, prompt: list[int], batch: int, new_tokens: int, device: torch.device) -> tuple[float, float]:
+    """(seconds to the first token, decode tok/s after it) of one greedy generation."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    first = None
+    for _ in engine.generate(prompt, num_samples=batch, max_tokens=new_tokens, temperature=0):
+        first = first or time.perf_counter() - start  # tokens are on the host: the step is done
+    sync()
+    total = time.perf_counter() - start
+    return first, batch * (new_tokens - 1) / (total - first)
+
+
+def peak_memory(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB RSS"
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = setup_device(args.device, args.threads)
-    dtype = autocast_dtype(device, args.precision)
     model = build_model(args, device)
     c = model.config
-    n = args.new_tokens
-    if args.prompt_tokens + n > c.seq_len:
-        raise SystemExit(f"--prompt-tokens + --new-tokens = {args.prompt_tokens + n} > the context {c.seq_len}")
-    timer = Timer(model, device, dtype)
-    prompt = torch.randint(0, c.vocab_size, (1, args.prompt_tokens), device=device)
-    source = args.model or "random weights"
-    print(f"model: {source}; depth {c.n_layer}, dim {c.n_embd}, heads {c.n_head}/{c.n_kv_head} kv, "
-          f"vocab {c.vocab_size}, context {c.seq_len}, {model.num_params() / 1e6:.1f}M params")  # fmt: skip
-    print(
-        f"device: {device} ({torch.get_num_threads()} threads), autocast {dtype or 'off (fp32)'}; "
-        f"prompt {args.prompt_tokens} tokens, {n} new tokens, top-k 50 sampling, median of {args.repeats}\n"
-    )
-
-    rows: list[tuple[str, str]] = []
-    runs = [timer.cached(prompt, n, 1) for _ in range(args.repeats + 1)][1:]  # the first one warms up
-    ttft = statistics.median(first for first, _ in runs)
-    decode = statistics.median((n - 1) / (total - first) for first, total in runs)
-    rows.append(("time to first token (prefill + 1 sample)", f"{ttft * 1e3:8.1f} ms"))
-    rows.append(("decode with KV cache, batch 1", f"{decode:8.1f} tok/s"))
-    no_cache = median_of(args.repeats, lambda: timer.uncached(prompt, n))
-    rows.append(("decode without cache (full recompute), batch 1", f"{n / no_cache:8.1f} tok/s"))
-    for b in (int(x) for x in args.batch_sizes.split(",")):
-        total = median_of(args.repeats, lambda b=b: timer.cached(prompt, n, b)[1])
-        rows.append((f"batched sampling, {b} samples (incl. prefill)", f"{b * n / total:8.1f} tok/s"))
+    if args.prompt_tokens + args.new_tokens > c.seq_len or args.new_tokens < 2:
+        sys.exit(f"need 2 <= --new-tokens and --prompt-tokens + --new-tokens <= the context {c.seq_len}")
     if args.tokenizer:
-        rows += engine_rows(model, args)
-    width = max(len(name) for name, _ in rows)
-    print(f"{'measure':{width}s}  value")
-    for name, value in rows:
-        print(f"{name:{width}s}  {value}")
+        from llmstack.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.load(args.tokenizer)
+    else:
+        tokenizer = StandInTokenizer(c.vocab_size)
+    engines = {f"llmstack {args.precision}" + (" reference" if args.reference else ""):
+               Engine(model, tokenizer, precision=args.precision, fast=not args.reference)}  # fmt: skip
+    if args.compare_engine:
+        other = load_engine_class(args.compare_engine)
+        engines[f"{args.compare_engine} {args.compare_precision}"] = other(
+            model, tokenizer, precision=args.compare_precision
+        )
+    for engine in engines.values():
+        ignore_stops(engine)
+    prompt = [1 + i % (tokenizer.bos_id - 1) for i in range(args.prompt_tokens)]
+    print(f"model: {args.model or 'random weights'}; depth {c.n_layer}, dim {c.n_embd}, "
+          f"heads {c.n_head}/{c.n_kv_head} kv, "
+          f"vocab {c.vocab_size}; device {device} ({torch.get_num_threads()} threads)")  # fmt: skip
+    print(f"prompt {args.prompt_tokens} tokens, {args.new_tokens} new tokens, greedy, stops ignored, "
+          f"median of {args.repeats}\n")  # fmt: skip
+    width = max(len(name) for name in engines)
+    print(f"{'engine':{width}s}  batch  decode tok/s  TTFT ms  peak memory")
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
+        for i in range(args.repeats + 1):  # the first round warms up
+            for name, engine in engines.items():
+                run = timed_run(engine, prompt, batch, args.new_tokens, device)
+                if i:
+                    runs[name].append(run)
+        for name, rs in runs.items():
+            ttft, rate = statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)
+            print(f"{name:{width}s}  {batch:5d}  {rate:12,.0f}  {ttft * 1e3:7.1f}  {peak_memory(device)}")
 
 
 if __name__ == "__main__":

@@ -1,27 +1,25 @@
-"""Training throughput of the GPT: tokens/s, MFU, peak memory for full train steps.
+"""Training throughput of the GPT on real data: median step time, tokens/s, MFU, peak memory.
 
-    python bench/train_throughput.py --depth 4 --dim 256 --seq 512 --batch 8 --vocab 4096 --precision bf16
+    python bench/train_throughput.py --depth 4 --dim 256 --seq 512 --batch 8 --precision bf16
+    python bench/train_throughput.py --data artifacts/data/<key> --tokenizer artifacts/tokenizer/<key>/tokenizer.model
     python bench/train_throughput.py --preset tiny        # the shape, precision and compile of a preset
 
-One step = forward + backward + optimizer step (Muon+AdamW, or AdamW alone) on random tokens.
-Reports the median step time over the timed steps (after warmup steps that also absorb any
-torch.compile), so one slow step from a neighbour process on a shared machine does not skew it.
+One step = next batch from llmstack's TextLoader (parquet shards, background tokenization) +
+forward + backward + optimizer step (Muon+AdamW, or AdamW alone). `--data` is a data stage
+folder (its manifest.json names the shards); without it a small embedded corpus is generated
+and a BPE tokenizer trained on it in a temporary folder (`--vocab` tokens). Reports the median
+step over the timed steps (after warmup steps that also absorb any torch.compile), so one slow
+step from a neighbour on a shared machine does not skew it. MFU is against a peak measured as
+the best of several matmul shapes in the training dtype (a data-sheet figure on known CUDA
+cards); the peak is printed.
 
-Measured on the 2-core AMD EPYC dev machine (AVX512-BF16, no AMX; best of several runs taken
-while the shared machine was idle), depth 4, dim 256, seq 512, batch 8, vocab 4096:
+Measured on the 2-core AMD EPYC dev machine (AVX512-BF16, no AMX; random tokens then, best of
+several runs while the machine was idle), depth 4, dim 256, seq 512, batch 8, vocab 4096:
 
-    precision  compile  optimizer    tok/s   MFU
+    precision  compile  optimizer    tok/s   MFU (of a 1024^2 matmul peak)
     bf16       yes      muon         7,400   54%   (min step 478 ms = 8.6k tok/s)
-    bf16       yes      adamw        9,100   66%
     bf16       no       muon         4,800   35%
     fp32       yes      muon         4,300   75%   (of the fp32 peak)
-    fp32       no       muon         3,300   53%
-
-The step is matmul-bound: per 4,096-token step, 103 GFLOP of weight matmuls, 16 of causal
-attention (4 query chunks) and 20 of Newton-Schulz (5 iterations over 16 256x256 and 8 256x1024
-blocks) make 139 GFLOP, 325 ms at the ~430 GFLOP/s bf16 matmul peak of these two cores (12.6k
-tok/s) before any elementwise work: softcapped cross-entropy over 4096x4096 logits, norms,
-rotary, softmax and optimizer updates fill the rest of the ~550 ms compiled step.
 """
 
 from __future__ import annotations
@@ -30,13 +28,18 @@ import argparse
 import resource
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
+from llmstack.data.shards import iter_texts, shard_paths
+from llmstack.dataloader import TextLoader
 from llmstack.device import autocast_context, autocast_dtype, peak_flops, setup_device
 from llmstack.model import GPT, GPTConfig, dims_from_depth
 from llmstack.optim import build_optimizers
+from llmstack.tokenizer import Tokenizer, train_tokenizer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,7 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--kv-ratio", type=int, default=1, help="query heads per key/value head")
     ap.add_argument("--seq", type=int, default=512, help="sequence length")
     ap.add_argument("--batch", type=int, default=8, help="sequences per step")
-    ap.add_argument("--vocab", type=int, default=4096, help="vocabulary size")
+    ap.add_argument(
+        "--vocab", type=int, default=4096, help="vocabulary size of the tokenizer trained without --tokenizer"
+    )
+    ap.add_argument(
+        "--data", default="", help="a data stage folder holding manifest.json (default: a generated corpus)"
+    )
+    ap.add_argument("--tokenizer", default="", help="tokenizer.model for --data (default: train one on the data)")
+    ap.add_argument("--corpus-bytes", type=int, default=3_000_000, help="size of the generated corpus")
     ap.add_argument("--steps", type=int, default=10, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (compile happens here)")
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
@@ -89,19 +99,63 @@ def build(args: argparse.Namespace, device: torch.device) -> tuple[GPT, list[tor
     return model, optimizers
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    device = setup_device(args.device, args.threads)
-    dtype = autocast_dtype(device, args.precision)
-    torch.manual_seed(0)
-    model, optimizers = build(args, device)
+def prepare_data(args: argparse.Namespace, workdir: Path) -> tuple[list[Path], Tokenizer]:
+    """Training shards and a tokenizer: --data/--tokenizer, or a generated corpus in `workdir`."""
+    if args.data:
+        folder = Path(args.data)
+    else:
+        from llmstack.config import DataConfig, EmbeddedSource
+        from llmstack.data.sources import build_data
+
+        folder = workdir / "data"
+        folder.mkdir()
+        src = EmbeddedSource(train_bytes=args.corpus_bytes, val_bytes=20_000, shard_bytes=args.corpus_bytes // 2)
+        build_data(DataConfig(source="embedded", embedded=src, rows_per_group=256), folder)
+    shards, _ = shard_paths(folder / "manifest.json")
+    if args.tokenizer:
+        return shards, Tokenizer.load(args.tokenizer)
+    path = train_tokenizer(iter_texts(shards), workdir / "tokenizer.model", vocab_size=args.vocab, max_chars=2_000_000)
+    return shards, Tokenizer.load(path)
+
+
+# (M, K, N) of the matmuls the peak is the best of: squares, and the d4-d6 step's own shapes
+PEAK_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 256, 1024), (4096, 1024, 256), (4096, 384, 1536))
+
+
+def measured_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) -> tuple[float, str]:
+    """(FLOP/s, where from): a data-sheet peak for known CUDA cards, else the best rate of any
+    PEAK_SHAPES matmul over about `seconds` each (the best repeat: a neighbour only slows some)."""
+    if device.type == "cuda":
+        return peak_flops(device, dtype), "device.peak_flops"
+    best, where = 0.0, ""
+    for m, k, n in PEAK_SHAPES:
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        a @ b
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            t = time.perf_counter()
+            for _ in range(4):  # a run of 4, so one lucky timing cannot set the peak
+                a @ b
+            rate = 8 * m * k * n / (time.perf_counter() - t)
+            if rate > best:
+                best, where = rate, f"{m}x{k}x{n} matmul"
+    return best, where
+
+
+def peak_memory(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB (max allocated)"
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB (max RSS)"
+
+
+def time_steps(args, model, optimizers, loader, device, dtype) -> tuple[list[float], list[float], float]:
+    """(step seconds, losses) of the timed steps, and the warmup's seconds."""
     step_model = torch.compile(model) if args.compile else model
-    cfg = model.config
-    x = torch.randint(0, cfg.vocab_size, (args.batch, cfg.seq_len), device=device)
-    y = torch.randint(0, cfg.vocab_size, (args.batch, cfg.seq_len), device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def train_step() -> float:
+        x, y = next(loader)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast_context(device, dtype):
             loss = step_model(x, y)
         loss.backward()
@@ -121,30 +175,38 @@ def main(argv: list[str] | None = None) -> None:
         losses.append(train_step())
         sync()
         times.append(time.perf_counter() - t)
+    return times, losses, warmup_s
 
-    tokens = args.batch * cfg.seq_len
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = setup_device(args.device, args.threads)
+    dtype = autocast_dtype(device, args.precision)
+    with tempfile.TemporaryDirectory(prefix="llmstack-bench-") as tmp:
+        shards, tokenizer = prepare_data(args, Path(tmp))
+        args.vocab = tokenizer.vocab_size
+        torch.manual_seed(0)
+        model, optimizers = build(args, device)
+        cfg = model.config
+        loader = TextLoader(shards, tokenizer, args.batch, cfg.seq_len)
+        try:
+            times, losses, warmup_s = time_steps(args, model, optimizers, loader, device, dtype)
+        finally:
+            loader.close()
     step_s = statistics.median(times)
-    tok_s = tokens / step_s
-    peak = peak_flops(device, dtype or torch.float32)
+    tok_s = args.batch * cfg.seq_len / step_s
+    peak, peak_from = measured_peak(device, dtype or torch.float32)
     mfu = model.flops_per_token() * tok_s / peak
-    if device.type == "cuda":
-        mem = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB (max allocated)"
-    else:
-        mem = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB (max RSS)"
-    print(
-        f"device {device} threads {torch.get_num_threads()} precision {dtype or torch.float32} "
-        f"compile {args.compile} optimizer {args.optimizer}"
-    )
-    print(
-        f"model L{cfg.n_layer} D{cfg.n_embd} H{cfg.n_head} KV{cfg.n_kv_head} T{cfg.seq_len} V{cfg.vocab_size} "
-        f"batch {args.batch}: {model.num_params():,} params ({model.num_scaling_params():,} scaling), "
-        f"{model.flops_per_token() / 1e6:.1f} MFLOP/token"
-    )
+    print(f"device {device} threads {torch.get_num_threads()} precision {dtype or torch.float32} "
+          f"compile {args.compile} optimizer {args.optimizer}; data {args.data or 'generated corpus'} "
+          f"({len(shards)} shards)")  # fmt: skip
+    print(f"model L{cfg.n_layer} D{cfg.n_embd} H{cfg.n_head} KV{cfg.n_kv_head} T{cfg.seq_len} V{cfg.vocab_size} "
+          f"batch {args.batch}: {model.num_params():,} params ({model.num_scaling_params():,} scaling), "
+          f"{model.flops_per_token() / 1e6:.1f} MFLOP/token")  # fmt: skip
+    print(f"peak {peak / 1e9:,.0f} GFLOP/s ({peak_from}, {dtype or torch.float32})")
     print(f"warmup {args.warmup} steps {warmup_s:.1f}s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    print(
-        f"step {step_s * 1e3:.1f} ms median (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) | "
-        f"{tok_s:,.0f} tok/s | MFU {100 * mfu:.1f}% of {peak / 1e9:,.0f} GFLOP/s | peak mem {mem}"
-    )
+    print(f"step {step_s * 1e3:.1f} ms median (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) | "
+          f"{tok_s:,.0f} tok/s | MFU {100 * mfu:.1f}% | peak mem {peak_memory(device)}")  # fmt: skip
 
 
 if __name__ == "__main__":

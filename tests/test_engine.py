@@ -1,5 +1,5 @@
-"""Engine: cached decode equals full recompute, reproducible batched sampling, the python tool
-state machine, prompt fitting, hostile and odd prompts, special-token injection.
+"""Engine: cached decode equals full recompute, the fast path equals GPT.forward, reproducible
+batched sampling, the python tool state machine, prompt fitting, hostile and odd prompts, special-token injection.
 
 Also holds `make_tokenizer` / `make_model` / `make_run`, the throwaway tokenizer, tiny random GPT
 and fake project layout that the chat app and browser tests import.
@@ -182,10 +182,51 @@ def test_bad_settings_are_refused(engine, tokenizer):
         engine.chat({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
 
 
-def test_bf16_autocast_generates(tokenizer):
+def test_bf16_generates(tokenizer):
     engine = Engine(make_model(tokenizer.vocab_size), tokenizer, precision="bf16")
     reply = engine.chat(user("hello"), max_tokens=8, temperature=0)
     assert isinstance(reply.read(), str) and len(reply.tokens) >= 1
+
+
+def test_fast_path_equals_reference_greedy(tokenizer):
+    model = make_model(tokenizer.vocab_size)
+    fast, ref = Engine(model, tokenizer, precision="fp32"), Engine(model, tokenizer, precision="fp32", fast=False)
+    assert fast.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    for text in ("How many letters are in the word apple?", "Tell me a story " * 12):
+        prompt = tokenizer.render_for_completion(user(text))
+        got, _ = fast.generate_batch(prompt, num_samples=3, max_tokens=40, temperature=0)
+        want, _ = ref.generate_batch(prompt, num_samples=3, max_tokens=40, temperature=0)
+        assert got == want and len(got[0]) >= 10
+
+
+def test_fast_path_matches_reference_logits_in_bf16(tokenizer):
+    model = make_model(tokenizer.vocab_size)
+    decoder = Engine(model, tokenizer, precision="bf16").decoder
+    decoder.refresh()
+    ids = torch.tensor([tokenizer.render_for_completion(user("Tell me a story about a river"))])
+    caches = [model.new_kv_cache(1, 64, dtype=torch.bfloat16) for _ in range(2)]
+    assert caches[0].k.dtype == torch.bfloat16  # the KV cache is kept in the decode dtype
+    fast, ref = decoder.forward(ids, caches[0]), decoder.reference(ids, caches[1])
+    for _ in range(8):  # teacher-forced, so both see the same tokens
+        assert (fast - ref).abs().max() < 0.25  # logits span +-15; bf16 keeps ~3 digits
+        token = ref.argmax(-1, keepdim=True)
+        fast, ref = decoder.forward(token, caches[0]), decoder.reference(token, caches[1])
+
+
+def test_engine_sees_weight_updates(tokenizer):
+    """RL samples from the model it trains: the engine's weight copy must follow in-place updates."""
+    model = make_model(tokenizer.vocab_size)
+    engine = Engine(model, tokenizer, precision="fp32")
+    prompt = tokenizer.render_for_completion(user("hello there"))
+    before, _ = engine.generate_batch(prompt, max_tokens=16, temperature=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # what an optimizer step does, in place
+    after, _ = engine.generate_batch(prompt, max_tokens=16, temperature=0)
+    fresh, _ = Engine(model, tokenizer, precision="fp32", fast=False).generate_batch(
+        prompt, max_tokens=16, temperature=0
+    )
+    assert after == fresh != before
 
 
 # ------------------------------------------------------------------------------- the python tool

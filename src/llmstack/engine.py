@@ -1,6 +1,6 @@
 """Inference: KV-cache sampling, several completions of one prompt, streaming, and the python tool.
 
-    engine = Engine(model, tokenizer)                   # device from the model, autocast per device.py
+    engine = Engine(model, tokenizer)                   # device from the model, dtype per device.decode_dtype
     reply = engine.chat({"messages": [{"role": "user", "content": "What is 12*7?"}]}, temperature=0.8)
     reply.notice                                        # set when the prompt had to be cut
     for delta in reply:                                 # text as it is generated
@@ -14,6 +14,12 @@ to an assistant turn). When a sample writes <|python_start|> expr <|python_end|>
 evaluates `expr` with the restricted calculator (calculator.py) and forces
 <|output_start|> result <|output_end|> into that sample, through the cache, before it samples
 again; forced tokens carry mask 0 so training on completions (RL) learns only what was sampled.
+
+Speed: the engine never autocasts. It keeps the weights (transposed, see Decoder) and the KV
+cache in one decode dtype (device.decode_dtype: fp32 on CPU, bf16 on CUDA) for the whole
+generation, prefill included, and runs a lean copy of GPT.forward's math over them: ~1.5x the
+tokens/s of GPT.forward at the depth-4 shape on 2 CPU cores (bench/inference.py).
+`Engine(..., fast=False)` runs GPT.forward instead: the reference path the tests compare with.
 
 A prompt longer than the context (model.config.seq_len minus room for the reply) is cut from the
 left, keeping its leading <|bos|>, and the caller gets a notice saying so.
@@ -30,7 +36,8 @@ import torch
 
 from llmstack.calculator import calculate
 from llmstack.conversation import Conversation, validate
-from llmstack.device import autocast_context, autocast_dtype
+from llmstack.decode import Decoder
+from llmstack.device import decode_dtype
 from llmstack.model import GPT, KVCache
 from llmstack.tokenizer import Tokenizer
 
@@ -62,19 +69,6 @@ def sample_next(
         logits = logits.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, float("-inf"))
     choice = torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator)
     return (choice if order is None else order.gather(-1, choice)).squeeze(-1)
-
-
-def kv_cache_dtype(model: GPT, device: torch.device, autocast: torch.dtype | None) -> torch.dtype:
-    """The dtype keys and values come out in: the autocast dtype when normalised q/k stay in it
-    (CPU autocast keeps rms_norm in bf16), else the weights' dtype. Caching in that dtype is exact
-    (same numbers as recomputing) and halves the cache under bf16; a wider cache would only make
-    every step convert the whole cache back."""
-    weights = next(model.parameters()).dtype
-    if autocast is None:
-        return weights
-    with torch.no_grad(), autocast_context(device, autocast):
-        probe = torch.nn.functional.rms_norm(torch.ones(1, 2, device=device, dtype=autocast), (2,))
-    return probe.dtype
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_tokens: int) -> None:
@@ -140,9 +134,12 @@ class TextDecoder:
 
 
 class Engine:
-    """Sampling from one GPT with one tokenizer; safe to share between threads (no per-call state)."""
+    """Sampling from one GPT with one tokenizer; safe to share between threads (no per-call state).
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer, precision: str = "auto") -> None:
+    `precision` picks the decode dtype (device.decode_dtype); `fast=False` decodes through
+    GPT.forward (the reference path). A model that is not a GPT (a test stand-in) runs as is."""
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer, precision: str = "auto", fast: bool = True) -> None:
         if model.config.vocab_size < tokenizer.vocab_size:
             raise ValueError(
                 f"model vocab {model.config.vocab_size} < tokenizer vocab {tokenizer.vocab_size}: "
@@ -151,8 +148,11 @@ class Engine:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
-        self.autocast = autocast_dtype(self.device, precision)
-        self.cache_dtype = kv_cache_dtype(model, self.device, self.autocast)
+        self.dtype = decode_dtype(self.device, precision)
+        self.fast = fast
+        self.decoder = Decoder(model, self.dtype) if isinstance(model, GPT) else None
+        if self.decoder is None:
+            self.dtype = next(model.parameters()).dtype
         sid = tokenizer.special_id
         self.stop_ids = frozenset(sid(name) for name in STOP_TOKENS)
         self.python_start, self.python_end = sid("<|python_start|>"), sid("<|python_end|>")
@@ -188,14 +188,11 @@ class Engine:
     # -------------------------------------------------------------------------------- generation
 
     def _forward(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Logits (B, V) of the last position.
-
-        Autocast is entered per step because autocast state is thread-local and a server may resume
-        one generation on different threads. The price: its cache of bf16 weight copies does not
-        outlive a step (measured ~0.6 ms/step for the depth-4 model on this CPU; fp32 decodes as
-        fast there, see bench/inference.py)."""
-        with torch.no_grad(), autocast_context(self.device, self.autocast):
-            return self.model(ids, kv_cache=cache)[:, -1, :]
+        """Logits (B, V) of the last position of ids (B, T): the prefill, or a decode step (T = 1)."""
+        if self.decoder is None:  # not a GPT: run it as it is
+            with torch.no_grad():
+                return self.model(ids, kv_cache=cache)[:, -1, :]
+        return self.decoder.forward(ids, cache) if self.fast else self.decoder.reference(ids, cache)
 
     def _step_sample(self, sample: _Sample, token: int) -> None:
         """Advance the tool-call state machine of one sample by the token it just got."""
@@ -236,7 +233,9 @@ class Engine:
         else:
             generator.manual_seed(seed)
 
-        cache = self.model.new_kv_cache(1, len(ids) + max_tokens, device=self.device, dtype=self.cache_dtype)
+        if self.decoder is not None:
+            self.decoder.refresh()  # RL changes the weights between generations
+        cache = self.model.new_kv_cache(1, len(ids) + max_tokens, device=self.device, dtype=self.dtype)
         logits = self._forward(torch.tensor([ids], dtype=torch.long, device=self.device), cache)
         if num_samples > 1:
             cache = cache.expand(num_samples)
