@@ -19,6 +19,7 @@ import json
 import signal
 import statistics
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,19 +41,19 @@ STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)  # Slurm's --signal, preemption,
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped on a signal with a fresh step checkpoint; rerun to resume
 
 
-class Recipe:
-    """What a stage supplies to the harness. Override `train_step` and `evaluate`; the rest is optional."""
+class Recipe(ABC):
+    """What a stage supplies to the harness: `train_step` and `evaluate`; the rest is optional."""
 
     momentum_warmup = False  # ramp Muon's momentum over the first steps (pretraining-style runs)
 
-    def setup(self, t: Trainer) -> None:
+    def setup(self, t: Trainer) -> None:  # noqa: B027 (an optional hook)
         """Build loaders, wrappers (DDP, compile)...; called after the model, optimizers and resume."""
 
     def state_dict(self) -> dict[str, Any] | None:
         """This rank's state to put in step checkpoints (a loader position), or None."""
         return None
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (an optional hook)
         pass
 
     def lr_multiplier(self, step: int, total: int) -> float:
@@ -62,14 +63,14 @@ class Recipe:
         """Untimed work before a step (e.g. samples); returns a log entry or None."""
         return None
 
+    @abstractmethod
     def train_step(self, step: int) -> dict[str, Any]:
         """Forward and backward of one optimizer step, gradients reduced over ranks. Returns the
         log entry; a `tokens` field (tokens processed, all ranks) feeds throughput and MFU."""
-        raise NotImplementedError
 
+    @abstractmethod
     def evaluate(self, step: int) -> dict[str, Any]:
         """A log entry of held-out metrics at `step` (the model is the training model)."""
-        raise NotImplementedError
 
     def progress(self, entry: dict[str, Any], last_eval: dict[str, Any]) -> dict[str, str]:
         return {}
