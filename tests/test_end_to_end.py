@@ -106,10 +106,39 @@ def test_whole_pipeline_runs_and_caches(tmp_path):
     assert files["runs/tiny/loss_curves.png"] == (tmp_path / "runs" / "tiny" / "loss_curves.png").read_bytes()
     (pretrain_metrics,) = cats["pretrain"]
     assert json.loads(files[pretrain_metrics])["stage"] == "pretrain"
+    check_exported_sft_matches_the_engine(tmp_path)
     # a changed hyperparameter reruns exactly its stage and what follows; changing it back, nothing
     changed = planned_rules(smk(tmp_path, "-n", "--config", f"overrides={SMALL} sft.init_lr_frac=0.5"))
     assert changed == {"sft", "rl", "eval", "report", "run_manifest", "all"}
     assert planned_rules(smk(tmp_path, "-n", "--config", f"overrides={SMALL}")) == set()
+
+
+def check_exported_sft_matches_the_engine(project: Path) -> None:
+    """The run's trained sft model, exported and loaded by transformers from the folder alone, gives
+    the engine's greedy reply token for token and the same chat-template ids."""
+    transformers = pytest.importorskip("transformers")
+    from llmstack.checkpoint import load_model
+    from llmstack.engine import Engine
+    from llmstack.export.cli import main as export_main
+    from llmstack.tokenizer import Tokenizer
+
+    out = project / "export-sft"
+    assert export_main([str(out), "--root", str(project), "--stage", "sft"]) == 0
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out, trust_remote_code=True, local_files_only=True)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True, local_files_only=True)
+    model, _ = load_model(next((project / "artifacts" / "sft").glob("*/model.pt")))
+    tok = Tokenizer.load(next((project / "artifacts" / "tokenizer").glob("*/tokenizer.model")))
+    engine = Engine(model, tok, precision="fp32")
+    for question in ("Who are you?", "Where does Lamosai live?"):
+        ids = tok.render_for_completion({"messages": [{"role": "user", "content": question}]})
+        chat = [{"role": "user", "content": question}]
+        templated = hf_tok.apply_chat_template(chat, tokenize=True, add_generation_prompt=True, return_dict=True)
+        assert list(templated["input_ids"]) == list(ids)
+        (reply,), _ = engine.generate_batch(ids, 1, 12, temperature=0.0)
+        # up to the first special token: after a python call the engine runs the tool, transformers does not
+        n = next((i + 1 for i, t in enumerate(reply) if tok.is_special(t)), len(reply))
+        out_ids = hf.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False)[0, len(ids) :]
+        assert out_ids.tolist()[:n] == reply[:n], question
 
 
 def test_the_setting_check_catches_an_ignored_setting(tmp_path):
