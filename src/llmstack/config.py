@@ -132,6 +132,8 @@ class LoopConfig:
     keep_ckpts_after: int = execution(0, at_least(0))
     device: str = execution("auto", DEVICE)
     cpu_procs: int = execution(1, at_least(1))  # gloo processes when no GPU is present
+    nodes: int = execution(1, at_least(1))  # Slurm nodes; > 1: one torchrun agent per node (c10d rendezvous)
+    gpus_per_node: int = execution(0, at_least(0))  # GPUs asked of Slurm per node (gres); 0: none, use visible
     device_batch_size: int | None = execution(None, at_least(1))  # sequences per forward; None = pick
 
 

@@ -7,7 +7,7 @@ import sys
 
 from omegaconf import OmegaConf
 
-from llmstack.config import one_line
+from llmstack.config import build_section, one_line
 from llmstack.pipeline import STAGES
 from llmstack.plan import plan_runs
 from llmstack.resume import record_invocation
@@ -69,6 +69,37 @@ def slice_json(stage):
 
 def execution_json(stage):
     return lambda wc: json.dumps(spec(stage, wc).execution, sort_keys=True)
+
+
+def _loop_settings(stage, wc):
+    """The stage's own config section, typed, execution settings included (nodes, gpus_per_node...)."""
+    s, own = spec(stage, wc), STAGES[stage].sections[-1]
+    return build_section(own, s.config[own], s.execution[own])
+
+
+def train_resources(stage):
+    """Resources of a training job, unpacked with **; the execution settings, plus what a Slurm job
+    of the stage asks for, from `<stage>.nodes` and `<stage>.gpus_per_node` (execution settings,
+    so never a rerun trigger). Several nodes: `tasks` = nodes (one torchrun agent per node) and
+    `mpi="srun"`, which switches off the SLURM plugin's own srun so llmstack.launch calls srun itself.
+    CPUs, memory, runtime, partition and account come from the profile (profiles/slurm)."""
+    nodes = lambda wc: _loop_settings(stage, wc).nodes
+    gpus = lambda wc: _loop_settings(stage, wc).gpus_per_node
+    return dict(
+        execution=execution_json(stage),
+        nodes=nodes,
+        tasks=nodes,
+        tasks_per_gpu=0,  # else the plugin turns `tasks` into --ntasks-per-gpu
+        mpi=lambda wc: "srun" if nodes(wc) > 1 else None,  # None: the resource is left out
+        gres=lambda wc: f"gpu:{gpus(wc)}" if gpus(wc) > 0 else None,
+    )
+
+
+def train_threads():
+    """threads of a training rule. Locally every core (sweeps train one model at a time); under a
+    cluster executor workflow.cores is the *submit host's* count, so the job's CPUs come from the
+    `cpus_per_task` resource (profiles/slurm) and threads stays 1 there."""
+    return workflow.cores if workflow.local_exec else 1
 
 
 def launch(stage):

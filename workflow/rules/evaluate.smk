@@ -14,7 +14,7 @@ rule base_eval:
         "../../envs/llmstack.yaml"
     log:
         stage_log("base_eval"),
-    threads: workflow.cores
+    threads: train_threads()
     shell:
         launch("base_eval")
 
@@ -32,6 +32,6 @@ rule eval:
         "../../envs/llmstack.yaml"
     log:
         stage_log("eval"),
-    threads: workflow.cores
+    threads: train_threads()
     shell:
         launch("eval")

@@ -1,6 +1,7 @@
 # The trained stages. Step checkpoints live in artifacts/<stage>/<key>/ckpt/ (undeclared, so a
 # crash or rerun never deletes them; keyed by the stage address, so they never go stale).
-# Training jobs take every core, so sweeps train one model at a time on a node.
+# Training jobs take every core, so sweeps train one model at a time on a node; under Slurm each
+# asks for `<stage>.nodes` nodes and `<stage>.gpus_per_node` GPUs (train_resources in common.smk).
 
 
 rule pretrain:
@@ -11,12 +12,12 @@ rule pretrain:
     params:
         config=slice_json("pretrain"),
     resources:
-        execution=execution_json("pretrain"),
+        **train_resources("pretrain"),
     conda:
         "../../envs/llmstack.yaml"
     log:
         stage_log("pretrain"),
-    threads: workflow.cores
+    threads: train_threads()
     shell:
         launch("pretrain")
 
@@ -29,12 +30,12 @@ rule midtrain:
     params:
         config=slice_json("midtrain"),
     resources:
-        execution=execution_json("midtrain"),
+        **train_resources("midtrain"),
     conda:
         "../../envs/llmstack.yaml"
     log:
         stage_log("midtrain"),
-    threads: workflow.cores
+    threads: train_threads()
     shell:
         launch("midtrain")
 
@@ -47,12 +48,12 @@ rule sft:
     params:
         config=slice_json("sft"),
     resources:
-        execution=execution_json("sft"),
+        **train_resources("sft"),
     conda:
         "../../envs/llmstack.yaml"
     log:
         stage_log("sft"),
-    threads: workflow.cores
+    threads: train_threads()
     shell:
         launch("sft")
 
@@ -65,11 +66,11 @@ rule rl:
     params:
         config=slice_json("rl"),
     resources:
-        execution=execution_json("rl"),
+        **train_resources("rl"),
     conda:
         "../../envs/llmstack.yaml"
     log:
         stage_log("rl"),
-    threads: workflow.cores
+    threads: train_threads()
     shell:
         launch("rl")
