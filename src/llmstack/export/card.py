@@ -27,12 +27,12 @@ print(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
 
 def lineage(stage: str) -> list[str]:
     """The stage and every stage it was made from, in the table's order (sft: data .. midtrain, sft)."""
-    seen, todo = set(), [stage]
-    while todo:
-        name = todo.pop()
+    seen, frontier = set(), [stage]
+    while frontier:
+        name = frontier.pop()
         if name not in seen:
             seen.add(name)
-            todo += [i.stage for i in STAGES[name].inputs.values() if i.stage != EACH_CHAT_MODEL]
+            frontier += [i.stage for i in STAGES[name].inputs.values() if i.stage != EACH_CHAT_MODEL]
     return [s for s in STAGES if s in seen]
 
 
