@@ -15,7 +15,7 @@ from stagerun import start_stage
 
 from llmstack import artifacts
 from llmstack.artifacts import IntegrityError, output_checksums, verify_input, write_json
-from llmstack.data.shards import read_manifest, shard_paths
+from llmstack.data.shards import read_manifest, shard_paths, validation_file
 from llmstack.stages.common import sha256_file_set
 
 KEY = "0123456789"
@@ -100,6 +100,17 @@ def test_corrupt_or_truncated_shard_is_named(tiny_corpus, tmp_path):
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(IntegrityError, match=r"corrupt data shard .* \(100 bytes"):
         read_manifest(manifest)
+
+
+def test_validation_file_hashes_only_what_base_eval_reads(tiny_corpus, tmp_path):
+    manifest = copy_data(tiny_corpus, tmp_path / "artifacts" / "data" / KEY)
+    shard = sorted((manifest.parent / "shards").glob("*.parquet"))[-1]
+    flip_byte(shard, shard.stat().st_size // 2)  # a training shard base_eval never opens
+    val, info = validation_file(manifest)
+    assert val == manifest.parent / info["val"]["file"]
+    flip_byte(val, val.stat().st_size // 2)
+    with pytest.raises(IntegrityError, match="corrupt data shard"):
+        validation_file(manifest)
 
 
 def failed_stage(stage: str, out: Path, overrides: str, inputs: dict[str, Path]) -> list[str]:

@@ -20,7 +20,8 @@ from llmstack.artifacts import sha256_file
 _CHUNK = 1 << 20
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
+    """An exception as one short line (type and first line of its message), for retry messages."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {first_line}"[:300]
 
@@ -87,7 +88,7 @@ def download_url(
             _fetch_part(url, part, timeout, show_progress)
             break
         except (OSError, ValueError, http.client.HTTPException) as e:  # refused, reset, timeout, cut short
-            problem = _describe(e)
+            problem = describe_error(e)
     else:
         raise DownloadError(f"{url}: failed after {retries + 1} attempts; last error: {problem}")
     got = sha256_file(part)

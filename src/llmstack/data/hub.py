@@ -36,6 +36,8 @@ from huggingface_hub.errors import (
 )
 from tqdm.auto import tqdm
 
+from llmstack.data.download import describe_error
+
 # Retried status codes: the hub's own list (timeouts, rate limits, server errors).
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 # Exception class names (httpx, httpx2 or requests, depending on the huggingface_hub version)
@@ -102,11 +104,6 @@ def _is_transient(error: BaseException) -> bool:
     return bool(_class_names(error) & (_TRANSIENT | _UNREACHABLE))
 
 
-def _describe(error: BaseException) -> str:
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first_line}"[:300]
-
-
 def remote_file(
     repo_id: str, filename: str, *, repo_type: str = "dataset", revision: str = "main"
 ) -> RemoteFile:
@@ -123,7 +120,7 @@ def remote_file(
         meta = get_hf_file_metadata(url, timeout=timeout)
     except Exception as e:
         if _class_names(e) & _UNREACHABLE:
-            raise _unavailable(endpoint, _describe(e)) from None
+            raise _unavailable(endpoint, describe_error(e)) from None
         raise
     if not meta.commit_hash or not meta.etag:
         raise HubDownloadError(
@@ -248,13 +245,13 @@ def fetch_file(
             raise HubDownloadError(f"{where}: repository not found (or private: set HF_TOKEN)") from None
         except EntryNotFoundError as e:
             if isinstance(e, LocalEntryNotFoundError):  # a failed HEAD inside hf_hub_download: retry
-                problem = _describe(e)
+                problem = describe_error(e)
                 continue
             raise HubDownloadError(f"{where}: file {filename!r} not found") from None
         except Exception as e:
             if not _is_transient(e):
                 raise
-            problem = _describe(e)
+            problem = describe_error(e)
     raise HubDownloadError(f"{where}: {filename} failed after {retries + 1} attempts; last error: {problem}")
 
 

@@ -5,7 +5,7 @@ Layout of a data stage folder:
     val.parquet                      validation documents
     manifest.json                    rows, text bytes, file bytes and sha256 of every file
 
-Stages open a data folder through `shard_paths`, which checks every file against the manifest first,
+Stages open a data folder through `shard_paths` (or `validation_file`), which check the files first,
 so a damaged shard is named (with the command that rebuilds it) before any work, not found by a
 decoder error deep in a job.
 """
@@ -119,17 +119,22 @@ def read_manifest(path: Path, hashes: bool = False) -> dict:
     (about 1-2 s per GB on one core), paid by each process of a multi-process stage, in parallel.
     """
     manifest = json.loads(Path(path).read_text())
-    root = Path(path).parent
     for entry in [*manifest["shards"], manifest["val"]]:
-        file = root / entry["file"]
-        if not file.is_file():
-            raise _damaged(file, path, "missing", "listed in")
-        size = file.stat().st_size
-        if "file_bytes" in entry and size != entry["file_bytes"]:
-            raise _damaged(file, path, "corrupt", f"{size} bytes, {entry['file_bytes']} recorded in")
-        if hashes and "sha256" in entry and sha256_once(file) != entry["sha256"]:
-            raise _damaged(file, path, "corrupt", "its sha256 differs from the one recorded in")
+        _verify(entry, Path(path), hashes)
     return manifest
+
+
+def _verify(entry: dict, manifest_path: Path, hashed: bool) -> Path:
+    """One manifest entry's file: present, of the recorded size and (if `hashed`) sha256."""
+    file = manifest_path.parent / entry["file"]
+    if not file.is_file():
+        raise _damaged(file, manifest_path, "missing", "listed in")
+    size = file.stat().st_size
+    if "file_bytes" in entry and size != entry["file_bytes"]:
+        raise _damaged(file, manifest_path, "corrupt", f"{size} bytes, {entry['file_bytes']} recorded in")
+    if hashed and "sha256" in entry and sha256_once(file) != entry["sha256"]:
+        raise _damaged(file, manifest_path, "corrupt", "its sha256 differs from the one recorded in")
+    return file
 
 
 def shard_paths(manifest_path: Path) -> tuple[list[Path], Path]:
@@ -137,6 +142,13 @@ def shard_paths(manifest_path: Path) -> tuple[list[Path], Path]:
     manifest = read_manifest(manifest_path, hashes=True)
     root = Path(manifest_path).parent
     return [root / s["file"] for s in manifest["shards"]], root / manifest["val"]["file"]
+
+
+def validation_file(manifest_path: Path) -> tuple[Path, dict]:
+    """(validation path, manifest) for a stage that reads only the validation file (base_eval):
+    every file's size checked, only that file hashed."""
+    manifest = read_manifest(manifest_path)
+    return _verify(manifest["val"], Path(manifest_path), hashed=True), manifest
 
 
 def iter_texts(paths: Iterable[Path]) -> Iterator[str]:

@@ -16,7 +16,7 @@ from typing import Any
 from llmstack.artifacts import write_json
 from llmstack.checkpoint import load_model
 from llmstack.config import BaseEvalConfig
-from llmstack.data.shards import read_manifest, shard_paths
+from llmstack.data.shards import validation_file
 from llmstack.data.toyworld import build_world
 from llmstack.dataloader import val_batches
 from llmstack.device import autocast_dtype, pick_device
@@ -44,8 +44,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     bundle_dir = cfg.core_data_dir
     root = ensure_bundle(bundle_dir) if cfg.core_tasks else None
     core_tasks = load_core_tasks(cfg.core_tasks, root)
-    source = read_manifest(ctx.inputs["data"])["source"]
-    _, val_path = shard_paths(ctx.inputs["data"])
+    val_path, manifest = validation_file(ctx.inputs["data"])  # the training shards are not read here
+    source = manifest["source"]
     seq = model.config.seq_len
     batch = 32 if device.type == "cuda" else 8
     val = evaluate_loss(
