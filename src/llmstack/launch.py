@@ -32,27 +32,23 @@ RDZV_PORT = 29500  # c10d rendezvous port on the first node of the allocation
 SHARED = "artifacts/, runs/ and .snakemake/ must be on a file system every node sees"
 
 
-def _loop(stage: str, config: dict, execution: dict):
+def training_settings(stage: str, config: dict, execution: dict):
+    """The distributed stage's own section (a LoopConfig), typed, its execution settings merged in."""
     from llmstack.config import build_section
 
     own = STAGES[stage].sections[-1]
     return build_section(own, config[own], execution.get(own, {}))
 
 
-def process_count(stage: str, config: dict, execution: dict) -> int:
-    """Processes per node for one job of a distributed `stage`, from its slice and execution settings."""
+def process_count(loop) -> int:
+    """Processes per node for one job of a distributed stage with these settings."""
     import torch
 
-    loop = _loop(stage, config, execution)
-    if loop.device in ("auto", "cuda") and getattr(loop, "gpus_per_node", 0) > 0:
+    if loop.device in ("auto", "cuda") and loop.gpus_per_node > 0:
         return loop.gpus_per_node  # what the job asked Slurm for on each node
     if loop.device in ("auto", "cuda") and torch.cuda.is_available():
         return torch.cuda.device_count()
     return max(1, loop.cpu_procs)
-
-
-def node_count(stage: str, config: dict, execution: dict) -> int:
-    return int(getattr(_loop(stage, config, execution), "nodes", 1))
 
 
 def first_node() -> str:
@@ -100,9 +96,8 @@ def command(stage: str, args: list[str]) -> list[str]:
         raise SystemExit(f"llmstack: there is no stage named {stage!r}")
     nproc, nodes = 1, 1
     if stage in STAGES and STAGES[stage].distributed:
-        config, execution = _option(args, "--config"), _option(args, "--execution")
-        nproc = process_count(stage, config, execution)
-        nodes = node_count(stage, config, execution)
+        loop = training_settings(stage, _option(args, "--config"), _option(args, "--execution"))
+        nproc, nodes = process_count(loop), loop.nodes
     if nodes > 1:
         return multinode_command(module, args, nodes, nproc)
     if nproc > 1:

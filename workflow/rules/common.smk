@@ -7,7 +7,8 @@ import sys
 
 from omegaconf import OmegaConf
 
-from llmstack.config import build_section, one_line
+from llmstack.config import one_line
+from llmstack.launch import training_settings
 from llmstack.pipeline import STAGES
 from llmstack.plan import plan_runs
 from llmstack.resume import record_invocation
@@ -73,8 +74,8 @@ def execution_json(stage):
 
 def _loop_settings(stage, wc):
     """The stage's own config section, typed, execution settings included (nodes, gpus_per_node...)."""
-    s, own = spec(stage, wc), STAGES[stage].sections[-1]
-    return build_section(own, s.config[own], s.execution[own])
+    s = spec(stage, wc)
+    return training_settings(stage, s.config, s.execution)
 
 
 def train_resources(stage):
