@@ -20,9 +20,11 @@ include: "workflow/rules/common.smk"
 report: "workflow/report/workflow.rst"
 
 
-# Snakemake calls this only for a real execution (never -n, --lint, --dag, --unlock): the record
-# `llmstack resume` replays. Written beside run.json, but no rule's input or output.
+# Snakemake calls this only for a real execution (never -n, --lint, --dag, --unlock), after the
+# DAG is built and before any job: check what the executor cannot serve, then write the record
+# `llmstack resume` replays (beside run.json, but no rule's input or output).
 onstart:
+    check_cluster()
     record_invocation(config, [r.name for r in RUNS] + ([SWEEP_NAME] if len(RUNS) > 1 else []),
                       workflow.main_snakefile)  # fmt: skip
 

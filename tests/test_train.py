@@ -14,6 +14,8 @@ import pytest
 import torch
 from stagerun import kill_at_checkpoint, run_stage, start_stage
 
+from llmstack.cluster import STOP_SIGNAL
+
 TINY = (
     "model.depth=1 model.aspect_ratio=64 model.head_dim=32 model.seq_len=64 tokenizer.vocab_size=384 "
     "pretrain.total_batch_tokens=512 pretrain.device_batch_size=4 pretrain.max_steps=12 "
@@ -83,11 +85,11 @@ def test_two_process_ddp_matches_one_process(tiny_corpus, tmp_path):
 
 
 def test_time_limit_signal_checkpoints_then_resumes_bit_identically(tiny_corpus, tmp_path):
-    # A scheduler's warning before the time limit (SIGUSR1) or preemption (SIGTERM): the job
+    # A scheduler's warning before the time limit (SIGUSR1, SIGURG) or preemption (SIGTERM): the job
     # checkpoints at the end of its current step, exits 75, and the rerun finishes identically.
     LONG = "pretrain.ckpt_every=0 pretrain.max_steps=30"  # long enough to be signalled mid-run
     pretrain(tmp_path / "straight", tiny_corpus, LONG)
-    for sig in (signal.SIGUSR1, signal.SIGTERM):
+    for sig in (signal.SIGUSR1, signal.SIGTERM, STOP_SIGNAL):  # STOP_SIGNAL: what Slurm's --signal sends
         out = tmp_path / sig.name
         proc = pretrain(out, tiny_corpus, LONG, wait=False)
         deadline = time.time() + 120

@@ -6,6 +6,7 @@ A plain `python -m ...` run is a world of one: every helper here then does nothi
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -60,6 +61,17 @@ def all_reduce_mean(value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.item() / dist.get_world_size()
+
+
+def placement() -> list[str]:
+    """The node each rank runs on, by rank: the Slurm node name inside a Slurm job (several may
+    share a host), else the host name. Collective: every rank calls it."""
+    here = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    if not dist.is_initialized():
+        return [here]
+    nodes: list[str] = [""] * dist.get_world_size()
+    dist.all_gather_object(nodes, here)
+    return nodes
 
 
 def shutdown() -> None:

@@ -29,6 +29,7 @@ import torch.distributed as torch_dist
 
 from llmstack.artifacts import git_commit
 from llmstack.checkpoint import Checkpointer, rng_state, save_model, set_rng_state, unwrap
+from llmstack.cluster import STOP_SIGNAL
 from llmstack.config import LoopConfig
 from llmstack.device import autocast_dtype, peak_flops
 from llmstack.distributed import Dist, all_reduce_sum
@@ -37,7 +38,7 @@ from llmstack.model import GPT
 from llmstack.optim import Muon, build_optimizers, muon_momentum
 
 BASE_LRS = ("matrix_lr", "embedding_lr", "unembedding_lr")  # what model.pt records for later stages
-STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)  # Slurm's --signal, preemption, `kill`
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM, STOP_SIGNAL)  # `kill`, preemption, Slurm's --signal (cluster.py)
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped on a signal with a fresh step checkpoint; rerun to resume
 
 

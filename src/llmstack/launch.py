@@ -9,7 +9,7 @@ sweep_report, run_manifest) are started the plain way too.
 With `<stage>.nodes` > 1 (an execution setting, never a rerun trigger) the job is a Slurm allocation
 of that many nodes: one agent per node (`srun --ntasks-per-node=1 torchrun --nnodes N
 --nproc-per-node G --rdzv-backend c10d --rdzv-endpoint <first node>:<port> --rdzv-id <job id>`),
-the first node taken from `scontrol show hostnames "$SLURM_JOB_NODELIST"`. G is `gpus_per_node`
+the first node's address from Slurm (cluster.rendezvous_host). G is `gpus_per_node`
 when set, else the visible devices (or `cpu_procs`). Without Slurm, nodes > 1 fails in one line.
 
 Before starting anything, every `--input NAME=PATH` must exist: on a cluster a missing input
@@ -23,9 +23,9 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 
+from llmstack.cluster import rendezvous_host
 from llmstack.pipeline import STAGES
 
 RDZV_PORT = 29500  # c10d rendezvous port on the first node of the allocation
@@ -51,17 +51,6 @@ def process_count(loop) -> int:
     return max(1, loop.cpu_procs)
 
 
-def first_node() -> str:
-    """The first host of the Slurm allocation (the c10d rendezvous endpoint)."""
-    out = subprocess.run(
-        ["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()
-    if not out:
-        raise SystemExit("llmstack: scontrol listed no host for SLURM_JOB_NODELIST")
-    return out[0]
-
-
 def multinode_command(module: str, args: list[str], nodes: int, nproc: int) -> list[str]:
     if "SLURM_JOB_ID" not in os.environ or shutil.which("srun") is None:
         raise SystemExit(
@@ -71,7 +60,7 @@ def multinode_command(module: str, args: list[str], nodes: int, nproc: int) -> l
     return [
         "srun", f"--nodes={nodes}", "--ntasks-per-node=1",
         "torchrun", "--nnodes", str(nodes), "--nproc-per-node", str(nproc),
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{first_node()}:{RDZV_PORT}",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{rendezvous_host(os.environ['SLURM_JOB_NODELIST'])}:{RDZV_PORT}",
         "--rdzv-id", os.environ["SLURM_JOB_ID"],
         "-m", module, *args,
     ]

@@ -26,6 +26,16 @@ class Input:
 
 
 @dataclass(frozen=True)
+class JobSize:
+    """What one cluster job of the stage asks for unless told otherwise (Slurm: --cpus-per-task,
+    --mem, --time); GPUs and nodes come from the stage's config (`nodes`, `gpus_per_node`)."""
+
+    cpus: int
+    mem_gb: int
+    hours: float
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str  # the rule, the entry module llmstack.stages.<name>, the folder artifacts/<name>/
     sections: tuple[str, ...]  # config sections in its slice (the last one is its own settings)
@@ -35,6 +45,7 @@ class Stage:
     distributed: bool = False  # runs under torchrun when several devices/processes are asked for
     chat_model: bool = False  # a chat model: scored by the eval stage, served by chat
     chat_alias: str | None = None  # a non-chat model one can still talk to, under this name (--stage)
+    job: JobSize = JobSize(cpus=4, mem_gb=16, hours=2)  # a cluster job's default size
 
     @property
     def declared(self) -> dict[str, str]:
@@ -49,6 +60,9 @@ class Stage:
     @property
     def upstream(self) -> list[str]:
         return sorted({i.stage for i in self.inputs.values()})
+
+
+_TRAIN_JOB = dict(cpus=16, mem_gb=128)
 
 
 def _model_outputs() -> dict[str, str]:
@@ -76,6 +90,7 @@ STAGES: dict[str, Stage] = {
             _model_outputs(),
             distributed=True,
             chat_alias="base",
+            job=JobSize(**_TRAIN_JOB, hours=24),
         ),
         Stage(
             "base_eval",
@@ -83,6 +98,7 @@ STAGES: dict[str, Stage] = {
             {"model": Input("pretrain", "model"), "tokenizer": _TOKENIZER, "data": Input("data", "manifest")},
             {"result": "eval.json"},
             result="result",
+            job=JobSize(cpus=8, mem_gb=32, hours=4),
         ),
         Stage(
             "midtrain",
@@ -91,6 +107,7 @@ STAGES: dict[str, Stage] = {
             _model_outputs(),
             distributed=True,
             chat_model=True,
+            job=JobSize(**_TRAIN_JOB, hours=8),
         ),
         Stage(
             "sft",
@@ -99,6 +116,7 @@ STAGES: dict[str, Stage] = {
             _model_outputs(),
             distributed=True,
             chat_model=True,
+            job=JobSize(**_TRAIN_JOB, hours=4),
         ),
         Stage(
             "rl",
@@ -107,6 +125,7 @@ STAGES: dict[str, Stage] = {
             _model_outputs(),
             distributed=True,
             chat_model=True,
+            job=JobSize(**_TRAIN_JOB, hours=8),
         ),
         Stage(
             "eval",
@@ -114,6 +133,7 @@ STAGES: dict[str, Stage] = {
             {"model": Input(EACH_CHAT_MODEL, "model"), "tokenizer": _TOKENIZER},
             {"result": "eval.json"},
             result="result",
+            job=JobSize(cpus=8, mem_gb=32, hours=4),
         ),
     ]
 }

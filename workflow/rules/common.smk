@@ -7,6 +7,7 @@ import sys
 
 from omegaconf import OmegaConf
 
+from llmstack.cluster import STOP_SIGNAL, WARN_SECONDS, JobAsk, check_jobs
 from llmstack.config import one_line
 from llmstack.launch import training_settings
 from llmstack.pipeline import STAGES
@@ -72,6 +73,23 @@ def execution_json(stage):
     return lambda wc: json.dumps(spec(stage, wc).execution, sort_keys=True)
 
 
+def job_resources(stage):
+    """Resources of any stage's job (unpacked with **): execution settings, and the cluster job's
+    size from the stage table (`job`: CPUs, memory, runtime). They sit in the rule, not the profile,
+    because Snakemake replaces a profile's whole set-resources/default-resources list with the
+    command line's: here, `--set-resources pretrain:runtime=2880` changes that one value."""
+    size = STAGES[stage].job
+    return dict(
+        execution=execution_json(stage),
+        cpus_per_task=size.cpus,
+        mem_mb=size.mem_gb * 1000,
+        runtime=round(size.hours * 60),
+    )
+
+
+REPORT_JOB = dict(cpus_per_task=1, mem_mb=4000, runtime=30)  # a report's cluster job (report.smk)
+
+
 def _loop_settings(stage, wc):
     """The stage's own config section, typed, execution settings included (nodes, gpus_per_node...)."""
     s = spec(stage, wc)
@@ -83,24 +101,37 @@ def train_resources(stage):
     of the stage asks for, from `<stage>.nodes` and `<stage>.gpus_per_node` (execution settings,
     so never a rerun trigger). Several nodes: `tasks` = nodes (one torchrun agent per node) and
     `mpi="srun"`, which switches off the SLURM plugin's own srun so llmstack.launch calls srun itself.
-    CPUs, memory, runtime, partition and account come from the profile (profiles/slurm)."""
+    CPUs, memory and runtime come from job_resources, partition and account from the command line.
+    `slurm_extra` asks Slurm for the time-limit warning the harness checkpoints on (cluster.py)."""
     nodes = lambda wc: _loop_settings(stage, wc).nodes
     gpus = lambda wc: _loop_settings(stage, wc).gpus_per_node
     return dict(
-        execution=execution_json(stage),
+        **job_resources(stage),
         nodes=nodes,
         tasks=nodes,
         tasks_per_gpu=0,  # else the plugin turns `tasks` into --ntasks-per-gpu
         mpi=lambda wc: "srun" if nodes(wc) > 1 else None,  # None: the resource is left out
         gres=lambda wc: f"gpu:{gpus(wc)}" if gpus(wc) > 0 else None,
+        slurm_extra=f"--signal={STOP_SIGNAL.name[3:]}@{WARN_SECONDS}",
     )
 
 
-def train_threads():
+def train_threads(wildcards):
     """threads of a training rule. Locally every core (sweeps train one model at a time); under a
     cluster executor workflow.cores is the *submit host's* count, so the job's CPUs come from the
-    `cpus_per_task` resource (profiles/slurm) and threads stays 1 there."""
+    `cpus_per_task` resource (job_resources) and threads stays 1 there. A function: the executor
+    is known only once jobs are built, not while this file is read."""
     return workflow.cores if workflow.local_exec else 1
+
+
+def check_cluster():
+    """onstart: what the executor cannot serve (nodes > 1 locally, an unknown Slurm partition...)
+    fails in one line after the DAG is built and before any job is submitted."""
+    asks = [
+        JobAsk(job.rule.name, int(job.resources.get("nodes") or 1), job.resources.get("slurm_partition"))
+        for job in workflow.dag.needrun_jobs()
+    ]
+    check_jobs(asks, workflow.executor_plugin.name)
 
 
 def launch(stage):

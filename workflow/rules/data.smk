@@ -7,7 +7,7 @@ rule data:
     params:
         config=slice_json("data"),
     resources:
-        execution=execution_json("data"),
+        **job_resources("data"),
     conda:
         "../../envs/llmstack.yaml"
     log:
@@ -25,7 +25,7 @@ rule tokenizer:
     params:
         config=slice_json("tokenizer"),
     resources:
-        execution=execution_json("tokenizer"),
+        **job_resources("tokenizer"),
     conda:
         "../../envs/llmstack.yaml"
     log:

@@ -9,12 +9,12 @@ rule base_eval:
     params:
         config=slice_json("base_eval"),
     resources:
-        execution=execution_json("base_eval"),
+        **job_resources("base_eval"),
     conda:
         "../../envs/llmstack.yaml"
     log:
         stage_log("base_eval"),
-    threads: train_threads()
+    threads: train_threads
     shell:
         launch("base_eval")
 
@@ -27,11 +27,11 @@ rule eval:
     params:
         config=slice_json("eval"),
     resources:
-        execution=execution_json("eval"),
+        **job_resources("eval"),
     conda:
         "../../envs/llmstack.yaml"
     log:
         stage_log("eval"),
-    threads: train_threads()
+    threads: train_threads
     shell:
         launch("eval")

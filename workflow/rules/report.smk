@@ -23,6 +23,8 @@ rule report:
         reward=report("runs/{run}/reward_curves.png", caption="../report/reward_curves.rst", category="report card"),
     params:
         config=report_json(),
+    resources:
+        **REPORT_JOB,
     conda:
         "../../envs/llmstack.yaml"
     log:
@@ -39,6 +41,8 @@ rule sweep_report:
     params:
         runs=[f"runs/{r.name}" for r in RUNS],
         config=report_json(),
+    resources:
+        **REPORT_JOB,
     conda:
         "../../envs/llmstack.yaml"
     log:

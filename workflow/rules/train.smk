@@ -17,7 +17,7 @@ rule pretrain:
         "../../envs/llmstack.yaml"
     log:
         stage_log("pretrain"),
-    threads: train_threads()
+    threads: train_threads
     shell:
         launch("pretrain")
 
@@ -35,7 +35,7 @@ rule midtrain:
         "../../envs/llmstack.yaml"
     log:
         stage_log("midtrain"),
-    threads: train_threads()
+    threads: train_threads
     shell:
         launch("midtrain")
 
@@ -53,7 +53,7 @@ rule sft:
         "../../envs/llmstack.yaml"
     log:
         stage_log("sft"),
-    threads: train_threads()
+    threads: train_threads
     shell:
         launch("sft")
 
@@ -71,6 +71,6 @@ rule rl:
         "../../envs/llmstack.yaml"
     log:
         stage_log("rl"),
-    threads: train_threads()
+    threads: train_threads
     shell:
         launch("rl")

@@ -19,7 +19,12 @@ from llmstack.stages.common import StageContext
 
 
 def start(ctx: StageContext) -> distributed.Dist:
-    return distributed.init(ctx.cfg.device)
+    """Join the process group; meta.json records which node each rank ran on."""
+    d = distributed.init(ctx.cfg.device)
+    ctx.meta["ranks"] = distributed.placement()
+    if d.world_size > 1 and d.is_main:
+        ctx.print(f"ranks on: {', '.join(ctx.meta['ranks'])}")
+    return d
 
 
 def recorded_lrs(meta: dict[str, Any], path: Path) -> dict[str, float]:
