@@ -154,8 +154,9 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
                 raise RuntimeError(f"{what} ({', '.join(dead) + ' exited; ' if dead else ''}logs in {self.root})")
             time.sleep(0.2)
 
-    def stop(self) -> None:
-        """Cancel what is still queued, then stop the daemons this object started (their sessions)."""
+    def stop(self, keep: bool = False) -> None:
+        """Cancel what is still queued, stop the daemons this object started (their sessions), then
+        remove the cluster's folder unless `keep` (its logs: slurmctld.log, slurmd-n1.log...)."""
         if self.procs and self.procs[-1].poll() is None:
             subprocess.run(["scancel", "--full", "--user", "root"], env=self.env, capture_output=True)
         for proc in reversed(self.procs):
@@ -168,6 +169,8 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+        if not keep:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def log(self, name: str) -> str:
         path = self.root / name
@@ -176,8 +179,8 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
     def __enter__(self) -> SlurmCluster:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def __exit__(self, kind, *exc) -> None:
+        self.stop(keep=kind is not None)
 
 
 if __name__ == "__main__":
