@@ -327,3 +327,31 @@ def test_peak_flops_is_measured_and_cached():
     first = dev.peak_flops(cpu, torch.float32)
     assert 1e8 < first < 1e14
     assert dev.peak_flops(cpu, torch.float32) == first
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_training_loss_pass_equals_logits_then_cross_entropy(autocast, reduction, monkeypatch):
+    # The one-pass chunked loss (llmstack.lm_loss, used when gradients are on) against softcapped
+    # logits + F.cross_entropy: same loss and gradients, with ignored targets and several chunks.
+    monkeypatch.setattr("llmstack.lm_loss.CHUNK_TOKENS", 40)
+    model = make_model(n_kv_head=2)
+    idx, targets = tokens(3, SEQ), tokens(3, SEQ, seed=2)
+    targets[0, :7] = -1
+    targets[2, :] = -1  # a whole sequence ignored
+    results = []
+    for fused in (True, False):
+        model.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            if fused:
+                loss = model(idx, targets, loss_reduction=reduction)
+            else:
+                logits = model(idx)
+                loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1, reduction=reduction)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (a, ga), (b, gb) = results
+    tol = 2e-2 if autocast else 1e-5
+    torch.testing.assert_close(a, b, rtol=tol, atol=0)
+    for name in ga:
+        assert (ga[name] - gb[name]).norm() <= tol * gb[name].norm() + 1e-12, name

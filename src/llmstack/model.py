@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmstack.dims import dims_from_depth  # noqa: F401  (re-exported: the depth dial)
+from llmstack.lm_loss import softcap_cross_entropy
 
 # Rotary tables cover this many times seq_len so sampling may run past the training context.
 ROTARY_LEN_FACTOR = 10
@@ -289,11 +290,17 @@ class GPT(nn.Module):
             x = block(x, cos, sin, kv_cache)
         if kv_cache is not None:
             kv_cache.advance(T)
-        logits = softcap_logits(self.lm_head(rms_norm(x)).float(), self.config.softcap)
-        if targets is None:
-            return logits
         if loss_reduction not in ("mean", "sum", "none"):
             raise ValueError(f"loss_reduction must be mean, sum or none, got {loss_reduction!r}")
+        x = rms_norm(x)
+        if targets is not None and loss_reduction != "none" and torch.is_grad_enabled():
+            # training: logits, loss and their gradients in one chunked pass (llmstack.lm_loss)
+            return softcap_cross_entropy(
+                x.reshape(B * T, -1), self.lm_head.weight, targets.reshape(B * T), self.config.softcap, loss_reduction
+            )
+        logits = softcap_logits(self.lm_head(x).float(), self.config.softcap)
+        if targets is None:
+            return logits
         loss = F.cross_entropy(
             logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-1, reduction=loss_reduction
         )
