@@ -13,13 +13,19 @@ step from a neighbour on a shared machine does not skew it. MFU is against a pea
 the best of several matmul shapes in the training dtype (a data-sheet figure on known CUDA
 cards); the peak is printed.
 
-Measured on the 2-core AMD EPYC dev machine (AVX512-BF16, no AMX; random tokens then, best of
-several runs while the machine was idle), depth 4, dim 256, seq 512, batch 8, vocab 4096:
+Measured on the 2-core Intel Xeon with AMX (amx_bf16, avx512_bf16), torch 2.13 CPU, 2026-11-30,
+the embedded corpus through TextLoader, seq 512, batch 8, vocab 4096, torch.compile, Muon+AdamW;
+peak = best of PEAK_SHAPES in that run (bf16 2.8-3.6 TFLOP/s run to run, fp32 ~400 GFLOP/s):
 
-    precision  compile  optimizer    tok/s   MFU (of a 1024^2 matmul peak)
-    bf16       yes      muon         7,400   54%   (min step 478 ms = 8.6k tok/s)
-    bf16       no       muon         4,800   35%
-    fp32       yes      muon         4,300   75%   (of the fp32 peak)
+    shape           precision   step      tok/s    MFU
+    d4 (dim 256)    bf16        272 ms    15,083   13%  (321 ms before the one-pass loss, lm_loss.py)
+    d6 (dim 384)    bf16        565 ms     7,251   18%
+    d4 (dim 256)    fp32        540 ms     7,592   59% of the fp32 peak
+
+Where a d4 bf16 step goes (torch.profiler, inductor kernel profiling, ms per step): matmuls 77,
+attention bmm + Muon's Newton-Schulz 43, Muon step in all 28, loss 28, attention softmax 20,
+q/k rotary + norm backward 22 (+6 forward), RMSNorms 14, ReLU^2 11. The matmuls themselves run
+at ~40% of the peak at these widths; the rest is memory-bound elementwise work.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import torch
 
 from llmstack.data.shards import iter_texts, shard_paths
 from llmstack.dataloader import TextLoader
-from llmstack.device import autocast_context, autocast_dtype, peak_flops, setup_device
+from llmstack.device import autocast_context, autocast_dtype, measured_peak, setup_device
 from llmstack.model import GPT, GPTConfig, dims_from_depth
 from llmstack.optim import build_optimizers
 from llmstack.tokenizer import Tokenizer, train_tokenizer
@@ -118,30 +124,6 @@ def prepare_data(args: argparse.Namespace, workdir: Path) -> tuple[list[Path], T
     return shards, Tokenizer.load(path)
 
 
-# (M, K, N) of the matmuls the peak is the best of: squares, and the d4-d6 step's own shapes
-PEAK_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 256, 1024), (4096, 1024, 256), (4096, 384, 1536))
-
-
-def measured_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) -> tuple[float, str]:
-    """(FLOP/s, where from): a data-sheet peak for known CUDA cards, else the best rate of any
-    PEAK_SHAPES matmul over about `seconds` each (the best repeat: a neighbour only slows some)."""
-    if device.type == "cuda":
-        return peak_flops(device, dtype), "device.peak_flops"
-    best, where = 0.0, ""
-    for m, k, n in PEAK_SHAPES:
-        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-        a @ b
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            t = time.perf_counter()
-            for _ in range(4):  # a run of 4, so one lucky timing cannot set the peak
-                a @ b
-            rate = 8 * m * k * n / (time.perf_counter() - t)
-            if rate > best:
-                best, where = rate, f"{m}x{k}x{n} matmul"
-    return best, where
-
-
 def peak_memory(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB (max allocated)"
@@ -195,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             loader.close()
     step_s = statistics.median(times)
     tok_s = args.batch * cfg.seq_len / step_s
-    peak, peak_from = measured_peak(device, dtype or torch.float32)
+    peak, peak_from = measured_peak(device, dtype or torch.float32, seconds=0.3)
     mfu = model.flops_per_token() * tok_s / peak
     print(f"device {device} threads {torch.get_num_threads()} precision {dtype or torch.float32} "
           f"compile {args.compile} optimizer {args.optimizer}; data {args.data or 'generated corpus'} "

@@ -143,13 +143,19 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def _measured_matmul_flops(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
-    """Best FLOP/s of an n x n matmul in `dtype` over about `seconds` of repeats.
+# (M, K, N) of the matmuls a CPU peak is the best of: squares and the d4-d6 training step's own shapes.
+# One shape alone misleads: on the 2-core AMX Xeon a 1024^2 bf16 matmul reads ~1.2 TFLOP/s while
+# the step's 4096x256x1024 reaches ~2.8, so a square-only peak overstated MFU by more than 2x.
+PEAK_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 256, 1024), (4096, 1024, 256), (4096, 384, 1536))
 
-    The best repeat rather than the mean: on a shared machine a neighbour's burst only slows some
+
+def _measured_matmul_flops(device: torch.device, dtype: torch.dtype, m: int, k: int, n: int, seconds: float) -> float:
+    """Best FLOP/s of an (m, k) x (k, n) matmul in `dtype` over about `seconds` of repeats.
+
+    The best run of 4 rather than the mean: on a shared machine a neighbour's burst only slows some
     repeats, and a peak that is too low would overstate MFU."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(3):
         a @ b
@@ -161,24 +167,33 @@ def _measured_matmul_flops(device: torch.device, dtype: torch.dtype, n: int, sec
             a @ b
         sync()
         best = min(best, (time.perf_counter() - t) / 4)
-    return 2.0 * n**3 / best
+    return 2.0 * m * k * n / best
+
+
+def measured_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.1) -> tuple[float, str]:
+    """(FLOP/s, what it was measured on): a data-sheet figure for known CUDA cards in bf16/fp16,
+    an 8192^2 matmul on other CUDA devices, else the best of PEAK_SHAPES, `seconds` each."""
+    if device.type == "cuda":
+        if dtype in (torch.bfloat16, torch.float16):
+            name = torch.cuda.get_device_name(device)
+            for key, flops in _CUDA_BF16_PEAK:
+                if key in name:
+                    return flops, f"data sheet ({key})"
+        return _measured_matmul_flops(device, dtype, 8192, 8192, 8192, seconds * 5), "8192^3 matmul"
+    rates = {shape: _measured_matmul_flops(device, dtype, *shape, seconds) for shape in PEAK_SHAPES}
+    best = max(rates, key=rates.__getitem__)
+    return rates[best], "x".join(map(str, best)) + " matmul"
 
 
 @functools.cache
 def _peak_flops_cached(device_type: str, index: int | None, dtype: torch.dtype) -> float:
     device = torch.device(device_type, index) if index is not None else torch.device(device_type)
-    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-        name = torch.cuda.get_device_name(device)
-        for key, flops in _CUDA_BF16_PEAK:
-            if key in name:
-                return flops
-    n = 8192 if device.type == "cuda" else 1024
-    return _measured_matmul_flops(device, dtype, n, seconds=0.5)
+    return measured_peak(device, dtype)[0]
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> float:
-    """Peak FLOP/s for MFU: a data-sheet figure for known CUDA cards in bf16/fp16, else the best
-    measured square-matmul rate for that dtype (about 0.5 s, cached per device and dtype)."""
+    """Peak FLOP/s for MFU (measured_peak; about 0.5 s on a CPU, cached per device and dtype): the
+    stage's MFU and bench/train_throughput.py's use the same peak."""
     return _peak_flops_cached(device.type, device.index, dtype)
 
 
