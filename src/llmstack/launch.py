@@ -57,10 +57,11 @@ def multinode_command(module: str, args: list[str], nodes: int, nproc: int) -> l
             f"llmstack: nodes={nodes} needs a Slurm job (SLURM_JOB_ID and srun), e.g. "
             "snakemake --profile profiles/slurm; set nodes=1 to run on this machine"
         )
+    endpoint = f"{rendezvous_host(os.environ['SLURM_JOB_NODELIST'])}:{RDZV_PORT}"
     return [
         "srun", f"--nodes={nodes}", "--ntasks-per-node=1",
         "torchrun", "--nnodes", str(nodes), "--nproc-per-node", str(nproc),
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{rendezvous_host(os.environ['SLURM_JOB_NODELIST'])}:{RDZV_PORT}",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
         "--rdzv-id", os.environ["SLURM_JOB_ID"],
         "-m", module, *args,
     ]

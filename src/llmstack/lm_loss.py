@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-CHUNK_TOKENS = 1024  # 1024 x 4096 fp32 logits = 16 MiB: measured fastest of 256/512/1024 here
+CHUNK_TOKENS = 1024  # 1024 x 4096 fp32 logits = 16 MiB; 256 measured alike here, both ~35% faster than unchunked
 
 
 def _chunk(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, softcap: float, weight: torch.Tensor):
