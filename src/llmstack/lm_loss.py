@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 CHUNK_TOKENS = 1024  # 1024 x 4096 fp32 logits = 16 MiB; 256 measured alike here, both ~35% faster than unchunked
+MAX_CHUNKS = 8  # more tokens make bigger chunks: torch.compile unrolls the chunk loop into its graph
 
 
 def _chunk(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, softcap: float, weight: torch.Tensor):
@@ -46,10 +47,11 @@ class _SoftcapCrossEntropy(torch.autograd.Function):
             loss = torch.zeros((), dtype=torch.float32, device=h.device)
             grad_h = torch.empty_like(hc)
             grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
-            for lo in range(0, hc.size(0), CHUNK_TOKENS):
-                part, gh, gw = _chunk(hc[lo : lo + CHUNK_TOKENS], wc, targets[lo : lo + CHUNK_TOKENS], softcap, weight)
+            size = max(CHUNK_TOKENS, -(-hc.size(0) // MAX_CHUNKS))
+            for lo in range(0, hc.size(0), size):
+                part, gh, gw = _chunk(hc[lo : lo + size], wc, targets[lo : lo + size], softcap, weight)
                 loss += part
-                grad_h[lo : lo + CHUNK_TOKENS] = gh
+                grad_h[lo : lo + size] = gh
                 grad_w += gw
         ctx.save_for_backward(grad_h.to(h.dtype), grad_w.to(w.dtype))
         return loss * weight
