@@ -115,6 +115,7 @@ def test_partition_checks(monkeypatch):
     monkeypatch.setattr(cluster.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(cluster, "partitions", lambda: (["cpu", "gpu"], None))
     cluster.check_jobs([cluster.JobAsk("pretrain", 2, "gpu")], "slurm")  # fine
+    cluster.check_jobs([cluster.JobAsk("run_manifest", 1, None, local=True)], "slurm")  # runs here
     with pytest.raises(SystemExit, match="names no Slurm partition and the cluster has no default one"):
         cluster.check_jobs([cluster.JobAsk("data", 1, None)], "slurm")
     with pytest.raises(SystemExit, match=r"partition 'big' \(rule sft\) does not exist here; partitions: cpu, gpu"):

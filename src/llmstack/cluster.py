@@ -58,6 +58,7 @@ class JobAsk:
     rule: str
     nodes: int
     partition: str | None
+    local: bool = False  # a local rule (run.json, export, chat): runs on this host, in no partition
 
 
 def check_jobs(jobs: list[JobAsk], executor: str) -> None:
@@ -77,7 +78,7 @@ def check_jobs(jobs: list[JobAsk], executor: str) -> None:
         )
     names, default = partitions()
     listed = ", ".join(n + (" (default)" if n == default else "") for n in names) or "none"
-    for job in jobs:
+    for job in (j for j in jobs if not j.local):
         if job.partition and job.partition not in names:
             raise SystemExit(
                 f"llmstack: Slurm partition {job.partition!r} (rule {job.rule}) does not exist here; "

@@ -128,7 +128,7 @@ def check_cluster():
     """onstart: what the executor cannot serve (nodes > 1 locally, an unknown Slurm partition...)
     fails in one line after the DAG is built and before any job is submitted."""
     asks = [
-        JobAsk(job.rule.name, int(job.resources.get("nodes") or 1), job.resources.get("slurm_partition"))
+        JobAsk(job.rule.name, int(job.resources.get("nodes") or 1), job.resources.get("slurm_partition"), job.is_local)
         for job in workflow.dag.needrun_jobs()
     ]
     check_jobs(asks, workflow.executor_plugin.name)
