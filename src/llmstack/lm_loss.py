@@ -20,11 +20,16 @@ CHUNK_TOKENS = 1024  # 1024 x 4096 fp32 logits = 16 MiB; 256 measured alike here
 MAX_CHUNKS = 8  # more tokens make bigger chunks: torch.compile unrolls the chunk loop into its graph
 
 
+def softcap_logits(logits: torch.Tensor, softcap: float) -> torch.Tensor:
+    """softcap * tanh(logits / softcap), written as 2*softcap*sigmoid(2*logits/softcap) - softcap (the
+    same function): CPU tanh is ~6x slower than sigmoid per element (measured 44 vs 7 ms on 4096^2
+    fp32, one thread), and on a 4096-token vocab this elementwise pass is a visible part of a training step."""
+    return (2 * softcap) * torch.sigmoid(logits * (2 / softcap)) - softcap
+
+
 def _chunk(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, softcap: float, weight: torch.Tensor):
     """(loss sum, d loss/d h, d loss/d w) of one chunk, the gradients scaled by `weight`."""
-    z = (h @ w.t()).float()
-    s = torch.sigmoid(z * (2 / softcap))
-    logits = (2 * softcap) * s - softcap  # = softcap * tanh(z / softcap), see model.softcap_logits
+    logits = softcap_logits((h @ w.t()).float(), softcap)
     lse = torch.logsumexp(logits, dim=-1)
     valid = targets >= 0
     safe = targets.clamp_min(0)
@@ -32,7 +37,7 @@ def _chunk(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, softcap: flo
     grad = torch.exp(logits - lse[:, None])  # softmax; then minus one-hot of the target
     grad.scatter_add_(1, safe[:, None], torch.full_like(lse[:, None], -1.0))
     grad *= (valid * weight)[:, None]
-    dz = (grad * (4 * s * (1 - s))).to(h.dtype)  # d softcap(z)/dz = 4 s (1 - s)
+    dz = (grad * (1 - (logits / softcap).square())).to(h.dtype)  # d softcap(z)/dz = 1 - tanh^2
     return loss, dz @ w, (dz.t() @ h).float()
 
 
