@@ -4,28 +4,36 @@
     python bench/train_throughput.py --data artifacts/data/<key> --tokenizer artifacts/tokenizer/<key>/tokenizer.model
     python bench/train_throughput.py --preset tiny        # the shape, precision and compile of a preset
 
-One step = next batch from llmstack's TextLoader (parquet shards, background tokenization) +
-forward + backward + optimizer step (Muon+AdamW, or AdamW alone). `--data` is a data stage
+A micro-batch = the next batch from llmstack's TextLoader (parquet shards, background tokenization)
++ forward + backward; an optimizer step (Muon+AdamW, or AdamW alone) follows every `--total-batch`
+tokens of them, as in the pretrain stage (default: the recipe's batch for the model,
+llmstack.config.recipe_batch_tokens: 1 micro-batch at d4, 4 at d6). `--data` is a data stage
 folder (its manifest.json names the shards); without it a small embedded corpus is generated
 and a BPE tokenizer trained on it in a temporary folder (`--vocab` tokens). Reports the median
-step over the timed steps (after warmup steps that also absorb any torch.compile), so one slow
+optimizer step over the timed ones (after warmup steps that also absorb any torch.compile), so one slow
 step from a neighbour on a shared machine does not skew it. MFU is against a peak measured as
 the best of several matmul shapes in the training dtype (a data-sheet figure on known CUDA
 cards); the peak is printed.
 
 Measured on the 2-core Intel Xeon with AMX (amx_bf16, avx512_bf16), torch 2.13 CPU, 2026-11-30,
-the embedded corpus through TextLoader, seq 512, batch 8, vocab 4096, torch.compile, Muon+AdamW;
-peak = best of PEAK_SHAPES in that run (bf16 2.8-3.6 TFLOP/s run to run, fp32 ~400 GFLOP/s):
+the embedded corpus through TextLoader, seq 512, batch 8, vocab 4096, head dim 128, torch.compile,
+Muon+AdamW; peak = best of PEAK_SHAPES in that run (bf16 3.5-3.9 TFLOP/s run to run, fp32 ~420
+GFLOP/s). Same session, the previous commit's bench first:
 
-    shape           precision   step      tok/s    MFU
-    d4 (dim 256)    bf16        272 ms    15,083   13%  (321 ms before the one-pass loss, lm_loss.py)
-    d6 (dim 384)    bf16        565 ms     7,251   18%
-    d4 (dim 256)    fp32        540 ms     7,592   59% of the fp32 peak
+    shape           precision   micro-batches   optimizer step   tok/s    MFU
+    d4 (dim 256)    bf16        1               237 -> 210 ms    19,521   16%  (17,295 before)
+    d6 (dim 384)    bf16        1               551 -> 515 ms     7,947   19%  (7,432 before)
+    d6 (dim 384)    bf16        4 (recipe)      1,841 ms          8,898   20%
+    d4 (dim 256)    bf16        2 (tiny preset)   420 ms         19,519   18%
+    d4 (dim 256)    fp32        1                 508 ms          8,070   60% of the fp32 peak
 
-Where a d4 bf16 step goes (torch.profiler, inductor kernel profiling, ms per step): matmuls 77,
-attention bmm + Muon's Newton-Schulz 43, Muon step in all 28, loss 28, attention softmax 20,
-q/k rotary + norm backward 22 (+6 forward), RMSNorms 14, ReLU^2 11. The matmuls themselves run
-at ~40% of the peak at these widths; the rest is memory-bound elementwise work.
+What changed: freed memory kept by glibc (device.keep_freed_cpu_memory: a compiled d4 step
+page-faulted 34k times, now 0) and attention with a hand-written backward (llmstack.cpu_attention).
+Where a d4 bf16 step goes now (torch.profiler, inductor kernel profiling, ms per step): matmuls 68
+(forward and dX ~2.5-3 TFLOP/s, weight gradients ~1.3: oneDNN is ~2x slower with a transposed
+first operand, measured alike both ways round), batched matmuls of attention and Newton-Schulz
+38, the loss's elementwise pass 16, attention softmax 11, the rest memory-bound norms, rotary,
+ReLU^2 and optimizer updates in 1-5 ms kernels.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from pathlib import Path
 import torch
 
 from llmstack.data.shards import iter_texts, shard_paths
+from llmstack.config import recipe_batch_tokens
 from llmstack.dataloader import TextLoader
 from llmstack.device import autocast_context, autocast_dtype, measured_peak, setup_device
 from llmstack.model import GPT, GPTConfig, dims_from_depth
@@ -55,7 +64,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--head-dim", type=int, default=128, help="head dim (capped at the width)")
     ap.add_argument("--kv-ratio", type=int, default=1, help="query heads per key/value head")
     ap.add_argument("--seq", type=int, default=512, help="sequence length")
-    ap.add_argument("--batch", type=int, default=8, help="sequences per step")
+    ap.add_argument("--batch", type=int, default=8, help="sequences per micro-batch (one forward/backward)")
+    ap.add_argument(
+        "--total-batch",
+        type=int,
+        default=0,
+        help="tokens per optimizer step, micro-batches accumulated as the stage does "
+        "(0: the recipe's batch for this model, llmstack.config.recipe_batch_tokens)",
+    )
     ap.add_argument(
         "--vocab", type=int, default=4096, help="vocabulary size of the tokenizer trained without --tokenizer"
     )
@@ -81,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.depth, args.dim, args.seq, args.vocab = m.depth, m.n_embd, m.seq_len, m.vocab_size
         args.head_dim, args.kv_ratio = m.n_embd // m.n_head, m.n_head // m.n_kv_head
         args.batch = p.device_batch_size or args.batch
+        args.total_batch = p.total_batch_tokens
         args.precision, args.compile = p.precision, args.compile or p.compile
     return args
 
@@ -130,21 +147,33 @@ def peak_memory(device: torch.device) -> str:
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB (max RSS)"
 
 
+def accumulation_steps(args: argparse.Namespace, model: GPT) -> int:
+    """Micro-batches per optimizer step: --total-batch (or the recipe's) over one micro-batch's tokens."""
+    micro = args.batch * model.config.seq_len
+    total = args.total_batch or recipe_batch_tokens(20 * model.num_scaling_params(), model.config.seq_len)
+    if total % micro and total > micro:
+        sys.exit(f"--total-batch {total} is not a multiple of batch x seq = {micro}")
+    return max(1, total // micro)
+
+
 def time_steps(args, model, optimizers, loader, device, dtype) -> tuple[list[float], list[float], float]:
-    """(step seconds, losses) of the timed steps, and the warmup's seconds."""
+    """(seconds, mean loss) of each timed optimizer step, and the warmup's seconds."""
     step_model = torch.compile(model) if args.compile else model
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def train_step() -> float:
-        x, y = next(loader)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast_context(device, dtype):
-            loss = step_model(x, y)
-        loss.backward()
+        losses = []
+        for _ in range(args.accum):
+            x, y = next(loader)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast_context(device, dtype):
+                loss = step_model(x, y) / args.accum
+            loss.backward()
+            losses.append(loss.detach())
         for opt in optimizers:
             opt.step()
         model.zero_grad(set_to_none=True)
-        return loss.item()
+        return torch.stack(losses).sum().item()
 
     t0 = time.perf_counter()
     for _ in range(args.warmup):
@@ -170,24 +199,25 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(0)
         model, optimizers = build(args, device)
         cfg = model.config
+        args.accum = accumulation_steps(args, model)
         loader = TextLoader(shards, tokenizer, args.batch, cfg.seq_len)
         try:
             times, losses, warmup_s = time_steps(args, model, optimizers, loader, device, dtype)
         finally:
             loader.close()
     step_s = statistics.median(times)
-    tok_s = args.batch * cfg.seq_len / step_s
-    peak, peak_from = measured_peak(device, dtype or torch.float32, seconds=0.3)
+    tok_s = args.accum * args.batch * cfg.seq_len / step_s
+    peak, peak_from = measured_peak(device, dtype or torch.float32, seconds=1.0)
     mfu = model.flops_per_token() * tok_s / peak
     print(f"device {device} threads {torch.get_num_threads()} precision {dtype or torch.float32} "
           f"compile {args.compile} optimizer {args.optimizer}; data {args.data or 'generated corpus'} "
           f"({len(shards)} shards)")  # fmt: skip
     print(f"model L{cfg.n_layer} D{cfg.n_embd} H{cfg.n_head} KV{cfg.n_kv_head} T{cfg.seq_len} V{cfg.vocab_size} "
-          f"batch {args.batch}: {model.num_params():,} params ({model.num_scaling_params():,} scaling), "
+          f"batch {args.batch} x {args.accum} micro-batches per optimizer step: {model.num_params():,} params ({model.num_scaling_params():,} scaling), "
           f"{model.flops_per_token() / 1e6:.1f} MFLOP/token")  # fmt: skip
     print(f"peak {peak / 1e9:,.0f} GFLOP/s ({peak_from}, {dtype or torch.float32})")
     print(f"warmup {args.warmup} steps {warmup_s:.1f}s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    print(f"step {step_s * 1e3:.1f} ms median (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) | "
+    print(f"optimizer step {step_s * 1e3:.1f} ms median (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) | "
           f"{tok_s:,.0f} tok/s | MFU {100 * mfu:.1f}% | peak mem {peak_memory(device)}")  # fmt: skip
 
 

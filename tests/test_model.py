@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -73,6 +75,40 @@ def test_cpu_attention_matches_sdpa(n_kv_head, T):
     k, v = torch.randn(2, n_kv_head, T, 8), torch.randn(2, n_kv_head, T, 8)
     want = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_kv_head != 4)
     torch.testing.assert_close(causal_attention(q, k, v), want, atol=1e-5, rtol=1e-5)
+
+
+def _attention_grads(fn, q, k, v, grad_out):
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = fn(q, k, v)
+    out.backward(grad_out)
+    return out.detach(), q.grad, k.grad, v.grad
+
+
+@pytest.mark.parametrize("n_kv_head, T", [(4, 16), (2, 300), (1, 300), (4, 700)])
+def test_cpu_attention_gradients_match_autograd(n_kv_head, T):
+    """The hand-written backward (per-chunk dq, key blocks summed over the chunks that saw them)
+    gives autograd's gradients through SDPA, with grouped-query heads too."""
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, T, 8)
+    k, v = torch.randn(2, n_kv_head, T, 8), torch.randn(2, n_kv_head, T, 8)
+    grad_out = torch.randn(2, 4, T, 8)
+    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_kv_head != 4)
+    for got, want in zip(_attention_grads(causal_attention, q, k, v, grad_out),
+                         _attention_grads(sdpa, q, k, v, grad_out), strict=True):  # fmt: skip
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_attention_bf16_compiled_matches_fp32():
+    """In bf16 and under torch.compile (how pretraining runs it) the gradients stay within bf16
+    rounding of the fp32 reference."""
+    torch.manual_seed(0)
+    q, k, v, grad_out = (torch.randn(2, 2, 300, 16) for _ in range(4))
+    ref = _attention_grads(causal_attention, q, k, v, grad_out)
+    bf16 = [t.bfloat16() for t in (q, k, v, grad_out)]
+    got = _attention_grads(torch.compile(causal_attention, fullgraph=True), *bf16)
+    for g, r in zip(got, ref, strict=True):
+        assert g.dtype == torch.bfloat16
+        torch.testing.assert_close(g.float(), r, atol=3e-2, rtol=3e-2)
 
 
 def test_rotary_is_a_relative_rotation():
@@ -294,6 +330,41 @@ def test_pick_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             dev.pick_device("cuda:0")
+
+
+_STEP_FAULTS = """
+import resource, sys, torch
+from llmstack import device
+from llmstack.model import GPT, GPTConfig
+if sys.argv[1] == "keep":
+    assert device.keep_freed_cpu_memory()
+torch.manual_seed(0)
+torch.set_num_threads(1)
+model = GPT(GPTConfig(vocab_size=2048, seq_len=256, n_layer=2, n_embd=128, n_head=2, n_kv_head=2))
+x = torch.randint(0, 2048, (4, 256))
+def step():
+    model(x, x).backward()
+    model.zero_grad(set_to_none=True)
+for _ in range(3):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_freed_cpu_memory_is_reused_not_faulted_in_again():
+    """After keep_freed_cpu_memory a training step reuses its freed activations: glibc's default
+    hands them back to the kernel and every step page-faults them in again."""
+    faults = {}
+    for mode in ("default", "keep"):
+        done = subprocess.run([sys.executable, "-c", _STEP_FAULTS, mode], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        faults[mode] = int(done.stdout.split()[-1])
+    assert faults["default"] > 1000, faults
+    assert faults["keep"] < faults["default"] / 3, faults
 
 
 def test_autocast_dtype_and_context():

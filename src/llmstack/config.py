@@ -328,12 +328,18 @@ def param_counts(m: DictConfig | dict) -> dict[str, int]:
     return {"total": matrices + 2 * embed, "scaling": matrices + embed}  # scaling: + lm_head
 
 
+def recipe_batch_tokens(horizon_tokens: float, seq_len: int) -> int:
+    """Tokens per optimizer step for a training horizon: a power of two near horizon / 20k steps
+    (nanochat d20: 524,288), at least one sequence, at most 2M."""
+    batch = 2 ** round(math.log2(max(1.0, horizon_tokens / 20_000)))
+    return int(max(seq_len, min(batch, 2**21)))
+
+
 def derive(cfg: DictConfig) -> None:
     """Fill the numbers the depth dial determines (in place), printing-friendly.
 
     1. width/heads from depth (model_dims);  2. horizon: tokens = ratio * scaling params;
-    3. batch: a power of two near horizon/20k steps (nanochat d20: 524,288 tokens), at least one
-       sequence;  4. steps = tokens / batch unless max_steps is set."""
+    3. batch: recipe_batch_tokens;  4. steps = tokens / batch unless max_steps is set."""
     m = cfg.model
     for k, v in model_dims(m).items():
         if k != "n_layer":
@@ -342,8 +348,7 @@ def derive(cfg: DictConfig) -> None:
     scaling = param_counts(m)["scaling"]
     target = p.tokens_params_ratio * scaling
     if p.total_batch_tokens is None:
-        batch = 2 ** round(math.log2(max(1.0, target / 20_000)))
-        p.total_batch_tokens = int(max(m.seq_len, min(batch, 2**21)))
+        p.total_batch_tokens = recipe_batch_tokens(target, m.seq_len)
     if p.max_steps is None:
         p.max_steps = max(1, round(target / p.total_batch_tokens))
     for name in sections_of(ChatTrainConfig):

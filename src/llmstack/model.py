@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmstack.cpu_attention import chunked_causal_attention
 from llmstack.dims import dims_from_depth  # noqa: F401  (re-exported: the depth dial)
 from llmstack.lm_loss import softcap_cross_entropy, softcap_logits  # softcap_logits: re-exported
 
@@ -82,29 +83,17 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Causal attention of q (B, H, T, hd) over k, v (B, KV, T, hd) for training.
 
-    CUDA uses the fused SDPA kernels. On CPU the flash-attention kernel is slower than batched
-    matmuls plus an fp32 softmax, done in up to 4 query chunks so each chunk only multiplies the
-    keys at or before its end (4 chunks skip 3/8 of the full T x T products). Measured fwd+bwd per
-    layer, B8 H2 T512 hd128 bf16, one thread, torch.compile: SDPA 81 ms, one chunk 56 ms, four 37 ms.
-    Its (B, H, T, T) scores grow quadratically, so long sequences go back to SDPA (memory linear in T).
+    CUDA uses the fused SDPA kernels; CPU uses batched matmuls in query chunks (llmstack.cpu_attention,
+    faster there), up to CPU_MATMUL_ATTENTION_MAX_T: its (B, H, T, T) scores grow quadratically, so
+    long sequences go back to SDPA (memory linear in T).
     """
     gqa = k.size(1) != q.size(1)
-    T = q.size(2)
-    if q.device.type != "cpu" or T > CPU_MATMUL_ATTENTION_MAX_T:
+    if q.device.type != "cpu" or q.size(2) > CPU_MATMUL_ATTENTION_MAX_T:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     if gqa:
         repeats = q.size(1) // k.size(1)
         k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
-    scale = q.size(-1) ** -0.5
-    n_chunks = max(1, min(4, T // 128))
-    bounds = [round(i * T / n_chunks) for i in range(n_chunks + 1)]
-    out = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        scores = (q[:, :, lo:hi] @ k[:, :, :hi].transpose(-2, -1)).float() * scale
-        future = torch.arange(hi, device=q.device)[None, :] > torch.arange(lo, hi, device=q.device)[:, None]
-        weights = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-        out.append(weights.to(v.dtype) @ v[:, :, :hi])
-    return torch.cat(out, dim=2) if n_chunks > 1 else out[0]
+    return chunked_causal_attention(q, k, v)
 
 
 class KVCache:
