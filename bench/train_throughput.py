@@ -48,8 +48,8 @@ from pathlib import Path
 
 import torch
 
+from llmstack.config import PretrainConfig, recipe_batch_tokens
 from llmstack.data.shards import iter_texts, shard_paths
-from llmstack.config import recipe_batch_tokens
 from llmstack.dataloader import TextLoader
 from llmstack.device import autocast_context, autocast_dtype, measured_peak, setup_device
 from llmstack.model import GPT, GPTConfig, dims_from_depth
@@ -150,7 +150,8 @@ def peak_memory(device: torch.device) -> str:
 def accumulation_steps(args: argparse.Namespace, model: GPT) -> int:
     """Micro-batches per optimizer step: --total-batch (or the recipe's) over one micro-batch's tokens."""
     micro = args.batch * model.config.seq_len
-    total = args.total_batch or recipe_batch_tokens(20 * model.num_scaling_params(), model.config.seq_len)
+    horizon = PretrainConfig.tokens_params_ratio * model.num_scaling_params()  # the recipe's default ratio
+    total = args.total_batch or recipe_batch_tokens(horizon, model.config.seq_len)
     if total % micro and total > micro:
         sys.exit(f"--total-batch {total} is not a multiple of batch x seq = {micro}")
     return max(1, total // micro)
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
           f"compile {args.compile} optimizer {args.optimizer}; data {args.data or 'generated corpus'} "
           f"({len(shards)} shards)")  # fmt: skip
     print(f"model L{cfg.n_layer} D{cfg.n_embd} H{cfg.n_head} KV{cfg.n_kv_head} T{cfg.seq_len} V{cfg.vocab_size} "
-          f"batch {args.batch} x {args.accum} micro-batches per optimizer step: {model.num_params():,} params ({model.num_scaling_params():,} scaling), "
+          f"batch {args.batch} x {args.accum} micro-batches per optimizer step: "
+          f"{model.num_params():,} params ({model.num_scaling_params():,} scaling), "
           f"{model.flops_per_token() / 1e6:.1f} MFLOP/token")  # fmt: skip
     print(f"peak {peak / 1e9:,.0f} GFLOP/s ({peak_from}, {dtype or torch.float32})")
     print(f"warmup {args.warmup} steps {warmup_s:.1f}s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")

@@ -8,8 +8,9 @@ skips 3/8 of the T x T products.
 Why a custom backward: left to autograd, the key gradient of `q @ k.T` comes out as (hd, T) per
 head, and the gradients of the chunks' overlapping key ranges are summed through zero-padded
 slices; torch.compile then fuses that transpose-and-sum into the rotary/norm backward as a strided
-kernel that took 21 ms of a d4 and 59 ms of a d6 bf16 step (5.6 and 14 ms this way; steps 4-7% faster). Here dk = dS^T q and dv = P^T dO come out (T, hd)
-contiguous, and each key block sums the chunks that saw it. The softmax backward is autograd's own
+kernel that took 21 ms of a d4 and 59 ms of a d6 bf16 step (5.6 and 14 ms this way; steps 4-7%
+faster). Here dk = dS^T q and dv = P^T dO come out (T, hd) contiguous, and each key block sums
+the chunks that saw it. The softmax backward is autograd's own
 formula, dS = P * (dP - rowsum(dP * P)), on the fp32 probabilities, so the numbers match the
 autograd path up to summation order.
 
