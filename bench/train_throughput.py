@@ -39,6 +39,8 @@ ReLU^2 and optimizer updates in 1-5 ms kernels.
 from __future__ import annotations
 
 import argparse
+import collections
+import math
 import resource
 import statistics
 import sys
@@ -47,6 +49,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from llmstack.config import PretrainConfig, recipe_batch_tokens
 from llmstack.data.shards import iter_texts, shard_paths
@@ -88,6 +91,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: all usable cores)")
     ap.add_argument("--preset", default="", help="take the model and batch shape of a config preset (e.g. tiny)")
+    ap.add_argument(
+        "--matmul-floor",
+        action="store_true",
+        help="also time every matmul of one optimizer step alone (the step's floor with this matmul library)",
+    )
     args = ap.parse_args(argv)
     if args.preset:
         from llmstack.config import compose_config
@@ -157,10 +165,9 @@ def accumulation_steps(args: argparse.Namespace, model: GPT) -> int:
     return max(1, total // micro)
 
 
-def time_steps(args, model, optimizers, loader, device, dtype) -> tuple[list[float], list[float], float]:
-    """(seconds, mean loss) of each timed optimizer step, and the warmup's seconds."""
-    step_model = torch.compile(model) if args.compile else model
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+def make_train_step(args, model, optimizers, loader, device, dtype, compile_model: bool):
+    """One optimizer step: args.accum micro-batches from the loader, then every optimizer; returns the loss."""
+    step_model = torch.compile(model) if compile_model else model
 
     def train_step() -> float:
         losses = []
@@ -176,6 +183,13 @@ def time_steps(args, model, optimizers, loader, device, dtype) -> tuple[list[flo
         model.zero_grad(set_to_none=True)
         return torch.stack(losses).sum().item()
 
+    return train_step
+
+
+def time_steps(args, train_step, device) -> tuple[list[float], list[float], float]:
+    """(seconds, mean loss) of each timed optimizer step, and the warmup's seconds."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
     t0 = time.perf_counter()
     for _ in range(args.warmup):
         train_step()
@@ -188,6 +202,64 @@ def time_steps(args, model, optimizers, loader, device, dtype) -> tuple[list[flo
         sync()
         times.append(time.perf_counter() - t)
     return times, losses, warmup_s
+
+
+_MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
+            torch.ops.aten.baddbmm.default}  # fmt: skip
+
+
+class _RecordMatmuls(TorchDispatchMode):
+    """Counts each distinct matmul call: (op, shapes + strides + dtypes of its tensors, scalars)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _MATMULS:
+            spec = tuple((tuple(a.shape), a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
+            self.calls[func, spec, tuple(sorted(kwargs.items()))] += 1
+        return func(*args, **kwargs)
+
+
+def _matmul_flops(spec: tuple) -> int:
+    a, b = [shape for shape, _, _ in (x for x in spec if isinstance(x, tuple))][-2:]
+    return 2 * math.prod(a) * b[-1]  # (.., m, k) x (.., k, n)
+
+
+def _operand(x, device: torch.device):
+    """A random tensor with the recorded (shape, strides, dtype), or the recorded scalar itself."""
+    if not isinstance(x, tuple):
+        return x
+    shape, stride, dtype = x
+    storage = 1 + sum((d - 1) * s for d, s in zip(shape, stride, strict=True))
+    return torch.randn(storage, device=device).to(dtype).as_strided(shape, stride)
+
+
+def matmul_floor(train_step, device: torch.device, repeats: int = 7) -> tuple[float, float, int, int]:
+    """(seconds, FLOPs, calls, distinct calls) of the matmuls of one optimizer step run eagerly, each
+    timed alone on random operands of the same shapes, strides and dtypes (median of `repeats`).
+
+    What the step would take if everything between the matmuls were free and each matmul ran at the
+    speed this matmul library reaches for it: MFU cannot exceed model FLOPs / this time / peak
+    without faster matmul kernels."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with _RecordMatmuls() as rec:
+        train_step()
+    total_s = total_flops = 0.0
+    for (func, spec, kwargs), count in rec.calls.items():
+        args, kwargs = [_operand(x, device) for x in spec], dict(kwargs)
+        times = []
+        for _ in range(repeats + 2):  # two warm-ups
+            sync()
+            t = time.perf_counter()
+            func(*args, **kwargs)
+            sync()
+            times.append(time.perf_counter() - t)
+        total_s += count * statistics.median(times[2:])
+        total_flops += count * _matmul_flops(spec)
+    return total_s, total_flops, rec.calls.total(), len(rec.calls)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,7 +275,11 @@ def main(argv: list[str] | None = None) -> None:
         args.accum = accumulation_steps(args, model)
         loader = TextLoader(shards, tokenizer, args.batch, cfg.seq_len)
         try:
-            times, losses, warmup_s = time_steps(args, model, optimizers, loader, device, dtype)
+            step = make_train_step(args, model, optimizers, loader, device, dtype, args.compile)
+            times, losses, warmup_s = time_steps(args, step, device)
+            if args.matmul_floor:  # eager, so the recorder sees each matmul the step runs
+                eager_step = make_train_step(args, model, optimizers, loader, device, dtype, compile_model=False)
+                floor = matmul_floor(eager_step, device)
         finally:
             loader.close()
     step_s = statistics.median(times)
@@ -221,6 +297,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"warmup {args.warmup} steps {warmup_s:.1f}s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     print(f"optimizer step {step_s * 1e3:.1f} ms median (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) | "
           f"{tok_s:,.0f} tok/s | MFU {100 * mfu:.1f}% | peak mem {peak_memory(device)}")  # fmt: skip
+    if args.matmul_floor:
+        floor_s, floor_flops, calls, distinct = floor
+        ceiling = model.flops_per_token() * args.accum * args.batch * cfg.seq_len / floor_s / peak
+        print(f"matmul floor {floor_s * 1e3:.1f} ms per optimizer step ({calls} matmuls, {distinct} distinct, "
+              f"{floor_flops / 1e9:.1f} GFLOP at {floor_flops / floor_s / 1e9:,.0f} GFLOP/s, each timed alone) = "
+              f"{100 * floor_s / step_s:.0f}% of the step; MFU ceiling with these matmul kernels "
+              f"{100 * ceiling:.1f}%")  # fmt: skip
 
 
 if __name__ == "__main__":

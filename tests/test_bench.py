@@ -29,6 +29,8 @@ def test_train_throughput_bench_tiny():
     out = run_bench("train_throughput.py", "--depth", "1", "--dim", "64", "--head-dim", "32", "--seq", "64",
                     "--batch", "2", "--total-batch", "256", "--steps", "2", "--warmup", "1", "--vocab", "512",
                     "--corpus-bytes", "200000",
-                    "--precision", "fp32", "--threads", "1")  # fmt: skip
+                    "--precision", "fp32", "--threads", "1", "--matmul-floor")  # fmt: skip
     assert "peak " in out and "tok/s" in out and "MFU" in out and "generated corpus" in out
     assert "batch 2 x 2 micro-batches per optimizer step" in out  # --total-batch 256 = 2 x (2 x 64 tokens)
+    floor = next(line for line in out.splitlines() if line.startswith("matmul floor"))
+    assert "MFU ceiling" in floor and int(floor.split("(")[1].split()[0]) > 10  # > 10 matmuls recorded

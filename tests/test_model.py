@@ -18,6 +18,7 @@ from llmstack.model import (
     apply_rotary,
     causal_attention,
     dims_from_depth,
+    rms_norm,
     softcap_logits,
 )
 from llmstack.optim import build_optimizers
@@ -67,14 +68,29 @@ def test_changing_a_later_token_never_changes_earlier_logits(n_kv_head):
     assert (a[:, 10:] - b[:, 10:]).abs().max() > 1e-3  # and the change does reach later positions
 
 
-@pytest.mark.parametrize("n_kv_head, T", [(4, 16), (2, 16), (1, 16), (2, 300), (4, 700)])
+def _normed_qkv(n_kv_head: int, T: int, hd: int = 8, heads: int = 4):
+    """q (2, heads, T, hd), k and v (2, n_kv_head, T, hd); q and k RMS-normalised as QK-norm leaves them."""
+    q = rms_norm(torch.randn(2, heads, T, hd))
+    return q, rms_norm(torch.randn(2, n_kv_head, T, hd)), torch.randn(2, n_kv_head, T, hd)
+
+
+@pytest.mark.parametrize("n_kv_head, T", [(4, 16), (2, 16), (1, 16), (2, 300), (4, 700), (2, 1000)])
 def test_cpu_attention_matches_sdpa(n_kv_head, T):
-    """The CPU path (one chunk below T=256, 2-4 uneven query chunks above) equals SDPA."""
+    """The CPU path (one chunk up to T=512, 2 and 3 uneven query chunks above) equals SDPA."""
     torch.manual_seed(0)
-    q = torch.randn(2, 4, T, 8)
-    k, v = torch.randn(2, n_kv_head, T, 8), torch.randn(2, n_kv_head, T, 8)
+    q, k, v = _normed_qkv(n_kv_head, T)
     want = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_kv_head != 4)
     torch.testing.assert_close(causal_attention(q, k, v), want, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_attention_softmax_needs_no_max_pass_for_normed_inputs():
+    """With q = k the same normalised vector every score is sqrt(hd), the largest QK-norm allows;
+    at hd 4096 exp(64) summed over the keys still fits fp32, so the output is v's running mean."""
+    T, hd = 64, 4096
+    q = rms_norm(torch.randn(1, 1, 1, hd)).expand(1, 1, T, hd).contiguous()
+    v = torch.randn(1, 1, T, hd)
+    running_mean = v.cumsum(2) / torch.arange(1, T + 1)[:, None]
+    torch.testing.assert_close(causal_attention(q, q.clone(), v), running_mean, atol=1e-4, rtol=1e-4)
 
 
 def _attention_grads(fn, q, k, v, grad_out):
@@ -84,13 +100,12 @@ def _attention_grads(fn, q, k, v, grad_out):
     return out.detach(), q.grad, k.grad, v.grad
 
 
-@pytest.mark.parametrize("n_kv_head, T", [(4, 16), (2, 300), (1, 300), (4, 700)])
+@pytest.mark.parametrize("n_kv_head, T", [(4, 16), (2, 300), (1, 700), (4, 1000)])
 def test_cpu_attention_gradients_match_autograd(n_kv_head, T):
     """The hand-written backward (per-chunk dq, key blocks summed over the chunks that saw them)
     gives autograd's gradients through SDPA, with grouped-query heads too."""
     torch.manual_seed(0)
-    q = torch.randn(2, 4, T, 8)
-    k, v = torch.randn(2, n_kv_head, T, 8), torch.randn(2, n_kv_head, T, 8)
+    q, k, v = _normed_qkv(n_kv_head, T)
     grad_out = torch.randn(2, 4, T, 8)
     sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=n_kv_head != 4)
     for got, want in zip(_attention_grads(causal_attention, q, k, v, grad_out),
@@ -102,7 +117,8 @@ def test_cpu_attention_bf16_compiled_matches_fp32():
     """In bf16 and under torch.compile (how pretraining runs it) the gradients stay within bf16
     rounding of the fp32 reference."""
     torch.manual_seed(0)
-    q, k, v, grad_out = (torch.randn(2, 2, 300, 16) for _ in range(4))
+    q, k, v = _normed_qkv(2, 300, hd=16, heads=2)
+    grad_out = torch.randn(2, 2, 300, 16)
     ref = _attention_grads(causal_attention, q, k, v, grad_out)
     bf16 = [t.bfloat16() for t in (q, k, v, grad_out)]
     got = _attention_grads(torch.compile(causal_attention, fullgraph=True), *bf16)
@@ -402,11 +418,13 @@ def test_peak_flops_is_measured_and_cached():
 
 @pytest.mark.parametrize("autocast", [False, True])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_training_loss_pass_equals_logits_then_cross_entropy(autocast, reduction, monkeypatch):
+@pytest.mark.parametrize("softcap", [15.0, 100.0])  # without and with the softmax's max pass
+def test_training_loss_pass_equals_logits_then_cross_entropy(autocast, reduction, softcap, monkeypatch):
     # The one-pass chunked loss (llmstack.lm_loss, used when gradients are on) against softcapped
     # logits + F.cross_entropy: same loss and gradients, with ignored targets and several chunks.
     monkeypatch.setattr("llmstack.lm_loss.CHUNK_TOKENS", 40)
     model = make_model(n_kv_head=2)
+    model.config.softcap = softcap
     idx, targets = tokens(3, SEQ), tokens(3, SEQ, seed=2)
     targets[0, :7] = -1
     targets[2, :] = -1  # a whole sequence ignored

@@ -18,6 +18,9 @@ import torch
 
 CHUNK_TOKENS = 1024  # 1024 x 4096 fp32 logits = 16 MiB; 256 measured alike here, both ~35% faster than unchunked
 MAX_CHUNKS = 8  # more tokens make bigger chunks: torch.compile unrolls the chunk loop into its graph
+# Up to this softcap the softmax skips its max pass: exp(60) times a vocabulary of a million fits fp32.
+# Measured on the 2-core AMX Xeon, d4 shape, bf16, compiled: the loss's elementwise part 14.3 -> 11.7 ms.
+NO_MAX_SOFTCAP = 60.0
 
 
 def softcap_logits(logits: torch.Tensor, softcap: float) -> torch.Tensor:
@@ -30,11 +33,17 @@ def softcap_logits(logits: torch.Tensor, softcap: float) -> torch.Tensor:
 def _chunk(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, softcap: float, weight: torch.Tensor):
     """(loss sum, d loss/d h, d loss/d w) of one chunk, the gradients scaled by `weight`."""
     logits = softcap_logits((h @ w.t()).float(), softcap)
-    lse = torch.logsumexp(logits, dim=-1)
+    if softcap <= NO_MAX_SOFTCAP:  # |logits| <= softcap: exp cannot overflow, so no max pass
+        weights = torch.exp(logits)
+        total = weights.sum(-1)
+        lse, grad = torch.log(total), weights / total[:, None]
+    else:
+        lse = torch.logsumexp(logits, dim=-1)
+        grad = torch.exp(logits - lse[:, None])
     valid = targets >= 0
     safe = targets.clamp_min(0)
     loss = ((lse - logits.gather(1, safe[:, None]).squeeze(1)) * valid).sum()
-    grad = torch.exp(logits - lse[:, None])  # softmax; then minus one-hot of the target
+    # grad: the softmax; now minus the one-hot of the target
     grad.scatter_add_(1, safe[:, None], torch.full_like(lse[:, None], -1.0))
     grad *= (valid * weight)[:, None]
     dz = (grad * (1 - (logits / softcap).square())).to(h.dtype)  # d softcap(z)/dz = 1 - tanh^2

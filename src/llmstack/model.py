@@ -81,11 +81,12 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Causal attention of q (B, H, T, hd) over k, v (B, KV, T, hd) for training.
+    """Causal attention of q (B, H, T, hd) over k, v (B, KV, T, hd) for training; q and k RMS-normalised
+    per head, as QK-norm leaves them.
 
-    CUDA uses the fused SDPA kernels; CPU uses batched matmuls in query chunks (llmstack.cpu_attention,
-    faster there), up to CPU_MATMUL_ATTENTION_MAX_T: its (B, H, T, T) scores grow quadratically, so
-    long sequences go back to SDPA (memory linear in T).
+    CUDA uses the fused SDPA kernels; CPU uses batched matmuls (llmstack.cpu_attention, faster there,
+    and relying on the normalised q and k), up to CPU_MATMUL_ATTENTION_MAX_T: its (B, H, T, T) scores
+    grow quadratically, so long sequences go back to SDPA (memory linear in T).
     """
     gqa = k.size(1) != q.size(1)
     if q.device.type != "cpu" or q.size(2) > CPU_MATMUL_ATTENTION_MAX_T:
@@ -93,7 +94,8 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     if gqa:
         repeats = q.size(1) // k.size(1)
         k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
-    return chunked_causal_attention(q, k, v)
+    # (B, H, T, hd) contiguous: oneDNN copies any batched operand whose batches are not packed
+    return chunked_causal_attention(q.contiguous(), k.contiguous(), v.contiguous())
 
 
 class KVCache:
