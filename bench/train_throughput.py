@@ -12,28 +12,28 @@ folder (its manifest.json names the shards); without it a small embedded corpus 
 and a BPE tokenizer trained on it in a temporary folder (`--vocab` tokens). Reports the median
 optimizer step over the timed ones (after warmup steps that also absorb any torch.compile), so one slow
 step from a neighbour on a shared machine does not skew it. MFU is against a peak measured as
-the best of several matmul shapes in the training dtype (a data-sheet figure on known CUDA
-cards); the peak is printed.
+the best of several matmul shapes in the training dtype, before and after the steps (a data-sheet
+figure on known CUDA cards); the peak is printed. `--matmul-floor` also records every matmul of one
+optimizer step (run eagerly), times each alone at its shape, strides and dtype, and prints their
+sum and the MFU it would allow if nothing else in the step took time.
 
 Measured on the 2-core Intel Xeon with AMX (amx_bf16, avx512_bf16), torch 2.13 CPU, 2026-11-30,
 the embedded corpus through TextLoader, seq 512, batch 8, vocab 4096, head dim 128, torch.compile,
-Muon+AdamW; peak = best of PEAK_SHAPES in that run (bf16 3.5-3.9 TFLOP/s run to run, fp32 ~420
-GFLOP/s). Same session, the previous commit's bench first:
+Muon+AdamW; the peak read 2.9-4.0 TFLOP/s (bf16) across runs of one session, fp32 ~370-420 GFLOP/s:
 
-    shape           precision   micro-batches   optimizer step   tok/s    MFU
-    d4 (dim 256)    bf16        1               237 -> 210 ms    19,521   16%  (17,295 before)
-    d6 (dim 384)    bf16        1               551 -> 515 ms     7,947   19%  (7,432 before)
-    d6 (dim 384)    bf16        4 (recipe)      1,841 ms          8,898   20%
-    d4 (dim 256)    bf16        2 (tiny preset)   420 ms         19,519   18%
-    d4 (dim 256)    fp32        1                 508 ms          8,070   60% of the fp32 peak
+    shape           precision   micro-batches   optimizer step   tok/s    MFU    matmul floor (ceiling)
+    d4 (dim 256)    bf16        1               199-217 ms       20,589   16-17%  96 ms = 44% (36%)
+    d6 (dim 384)    bf16        1               515 ms            7,948   22%    264 ms = 51% (43%)
+    d6 (dim 384)    bf16        4 (recipe)      1,637 ms         10,009   22%    839 ms = 51% (44%)
+    d4 (dim 256)    fp32        1               597 ms            6,866   59% of the fp32 peak
 
-What changed: freed memory kept by glibc (device.keep_freed_cpu_memory: a compiled d4 step
-page-faulted 34k times, now 0) and attention with a hand-written backward (llmstack.cpu_attention).
-Where a d4 bf16 step goes now (torch.profiler, inductor kernel profiling, ms per step): matmuls 68
-(forward and dX ~2.5-3 TFLOP/s, weight gradients ~1.3: oneDNN is ~2x slower with a transposed
-first operand, measured alike both ways round), batched matmuls of attention and Newton-Schulz
-38, the loss's elementwise pass 16, attention softmax 11, the rest memory-bound norms, rotary,
-ReLU^2 and optimizer updates in 1-5 ms kernels.
+The previous commit in the same session: d4 224.5 ms (18,247 tok/s), d6 recipe 1,904 ms. What
+changed: attention in one chunk at T <= 512 on contiguous q/k/v with a softmax that needs no max
+pass (llmstack.cpu_attention), the loss's softmax likewise (llmstack.lm_loss). Where a d4 bf16 step
+goes (torch.profiler, ms): matmuls 73 (weight gradients ~1.2 TFLOP/s: oneDNN is slow with a
+transposed first operand, and a transposed copy costs more than it saves), attention matmuls 24,
+Newton-Schulz 15, the loss's elementwise pass 14, the attention softmax 13, then memory-bound
+norms, rotary, ReLU^2 and optimizer updates in 1-6 ms kernels.
 """
 
 from __future__ import annotations
@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = setup_device(args.device, args.threads)
     dtype = autocast_dtype(device, args.precision)
+    # Measured before and after the steps, the higher one kept: a shared machine's speed drifts, and a
+    # peak read in a slow minute would overstate MFU.
+    peak_before = measured_peak(device, dtype or torch.float32, seconds=1.0)
     with tempfile.TemporaryDirectory(prefix="llmstack-bench-") as tmp:
         shards, tokenizer = prepare_data(args, Path(tmp))
         args.vocab = tokenizer.vocab_size
@@ -284,7 +287,8 @@ def main(argv: list[str] | None = None) -> None:
             loader.close()
     step_s = statistics.median(times)
     tok_s = args.accum * args.batch * cfg.seq_len / step_s
-    peak, peak_from = measured_peak(device, dtype or torch.float32, seconds=1.0)
+    peak_after = measured_peak(device, dtype or torch.float32, seconds=1.0)
+    peak, peak_from = max(peak_before, peak_after)
     mfu = model.flops_per_token() * tok_s / peak
     print(f"device {device} threads {torch.get_num_threads()} precision {dtype or torch.float32} "
           f"compile {args.compile} optimizer {args.optimizer}; data {args.data or 'generated corpus'} "
@@ -293,7 +297,8 @@ def main(argv: list[str] | None = None) -> None:
           f"batch {args.batch} x {args.accum} micro-batches per optimizer step: "
           f"{model.num_params():,} params ({model.num_scaling_params():,} scaling), "
           f"{model.flops_per_token() / 1e6:.1f} MFLOP/token")  # fmt: skip
-    print(f"peak {peak / 1e9:,.0f} GFLOP/s ({peak_from}, {dtype or torch.float32})")
+    print(f"peak {peak / 1e9:,.0f} GFLOP/s ({peak_from}, {dtype or torch.float32}; the higher of "
+          f"{peak_before[0] / 1e9:,.0f} before and {peak_after[0] / 1e9:,.0f} after the steps)")  # fmt: skip
     print(f"warmup {args.warmup} steps {warmup_s:.1f}s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     print(f"optimizer step {step_s * 1e3:.1f} ms median (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) | "
           f"{tok_s:,.0f} tok/s | MFU {100 * mfu:.1f}% | peak mem {peak_memory(device)}")  # fmt: skip
