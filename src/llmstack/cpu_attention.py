@@ -70,9 +70,10 @@ class _ChunkedCausalAttention(torch.autograd.Function):
         bounds = chunk_bounds(q.size(2))
         outs, probs = [], []
         for lo, hi in bounds:
-            scores = (q[:, :, lo:hi] @ k[:, :, :hi].mT).float() * scale  # (B, H, Tc, hi)
-            weights = scores.masked_fill(_future_mask(lo, hi, q.device), float("-inf")).exp()  # |scores| <= sqrt(hd)
-            probs.append((weights / weights.sum(-1, keepdim=True)).to(v.dtype))
+            # in place: one fp32 (B, H, Tc, hi) buffer in eager mode (SFT runs eager); compile fuses it anyway
+            weights = (q[:, :, lo:hi] @ k[:, :, :hi].mT).float().mul_(scale)
+            weights.masked_fill_(_future_mask(lo, hi, q.device), float("-inf")).exp_()  # |scores| <= sqrt(hd)
+            probs.append(weights.div_(weights.sum(-1, keepdim=True)).to(v.dtype))
             outs.append(probs[-1] @ v[:, :, :hi])
         out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
         ctx.save_for_backward(q, k, v, out, *probs)
@@ -89,7 +90,7 @@ class _ChunkedCausalAttention(torch.autograd.Function):
         for (lo, hi), p in zip(bounds, probs, strict=True):
             d_out = grad_out[:, :, lo:hi]
             d_probs = (d_out @ v[:, :, :hi].mT).float()
-            d_scores = (p.float() * (d_probs - row_dot[:, :, lo:hi]) * scale).to(q.dtype)
+            d_scores = d_probs.sub_(row_dot[:, :, lo:hi]).mul_(p).mul_(scale).to(q.dtype)
             dq.append(d_scores @ k[:, :, :hi])
             dk_parts.append(d_scores.mT @ q[:, :, lo:hi])
             dv_parts.append(p.mT @ d_out)
