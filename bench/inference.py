@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from llmstack.device import setup_device
+from llmstack.device import setup_device, synchronize
 from llmstack.engine import Engine
 from llmstack.model import GPT, GPTConfig, dims_from_depth
 from llmstack.tokenizer import SPECIAL_TOKENS
@@ -103,13 +103,12 @@ def ignore_stops(engine) -> None:
 
 def timed_run(engine, prompt: list[int], batch: int, new_tokens: int, device: torch.device) -> tuple[float, float]:
     """(seconds to the first token, decode tok/s after it) of one greedy generation."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(device)
     start = time.perf_counter()
     first = None
     for _ in engine.generate(prompt, num_samples=batch, max_tokens=new_tokens, temperature=0):
         first = first or time.perf_counter() - start  # tokens are on the host: the step is done
-    sync()
+    synchronize(device)
     total = time.perf_counter() - start
     return first, batch * (new_tokens - 1) / (total - first)
 

@@ -54,7 +54,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from llmstack.config import PretrainConfig, recipe_batch_tokens
 from llmstack.data.shards import iter_texts, shard_paths
 from llmstack.dataloader import TextLoader
-from llmstack.device import autocast_context, autocast_dtype, measured_peak, setup_device
+from llmstack.device import autocast_context, autocast_dtype, measured_peak, setup_device, synchronize
 from llmstack.model import GPT, GPTConfig, dims_from_depth
 from llmstack.optim import build_optimizers
 from llmstack.tokenizer import Tokenizer, train_tokenizer
@@ -188,18 +188,16 @@ def make_train_step(args, model, optimizers, loader, device, dtype, compile_mode
 
 def time_steps(args, train_step, device) -> tuple[list[float], list[float], float]:
     """(seconds, mean loss) of each timed optimizer step, and the warmup's seconds."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
     t0 = time.perf_counter()
     for _ in range(args.warmup):
         train_step()
-    sync()
+    synchronize(device)
     warmup_s = time.perf_counter() - t0
     times, losses = [], []
     for _ in range(args.steps):
         t = time.perf_counter()
         losses.append(train_step())
-        sync()
+        synchronize(device)
         times.append(time.perf_counter() - t)
     return times, losses, warmup_s
 
@@ -244,7 +242,6 @@ def matmul_floor(train_step, device: torch.device, repeats: int = 7) -> tuple[fl
     What the step would take if everything between the matmuls were free and each matmul ran at the
     speed this matmul library reaches for it: MFU cannot exceed model FLOPs / this time / peak
     without faster matmul kernels."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with _RecordMatmuls() as rec:
         train_step()
     total_s = total_flops = 0.0
@@ -252,10 +249,10 @@ def matmul_floor(train_step, device: torch.device, repeats: int = 7) -> tuple[fl
         args, kwargs = [_operand(x, device) for x in spec], dict(kwargs)
         times = []
         for _ in range(repeats + 2):  # two warm-ups
-            sync()
+            synchronize(device)
             t = time.perf_counter()
             func(*args, **kwargs)
-            sync()
+            synchronize(device)
             times.append(time.perf_counter() - t)
         total_s += count * statistics.median(times[2:])
         total_flops += count * _matmul_flops(spec)

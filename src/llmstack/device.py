@@ -175,6 +175,12 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 PEAK_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 256, 1024), (4096, 1024, 256), (4096, 384, 1536))
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (CUDA runs asynchronously); nothing to wait for on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _measured_matmul_flops(device: torch.device, dtype: torch.dtype, m: int, k: int, n: int, seconds: float) -> float:
     """Best FLOP/s of an (m, k) x (k, n) matmul in `dtype` over about `seconds` of repeats.
 
@@ -182,16 +188,15 @@ def _measured_matmul_flops(device: torch.device, dtype: torch.dtype, m: int, k: 
     repeats, and a peak that is too low would overstate MFU."""
     a = torch.randn(m, k, device=device, dtype=dtype)
     b = torch.randn(k, n, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(3):
         a @ b
-    sync()
+    synchronize(device)
     best, start = float("inf"), time.perf_counter()
     while time.perf_counter() - start < seconds:
         t = time.perf_counter()
         for _ in range(4):
             a @ b
-        sync()
+        synchronize(device)
         best = min(best, (time.perf_counter() - t) / 4)
     return 2.0 * m * k * n / best
 

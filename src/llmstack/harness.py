@@ -31,7 +31,7 @@ from llmstack.artifacts import git_commit
 from llmstack.checkpoint import Checkpointer, rng_state, save_model, set_rng_state, unwrap
 from llmstack.cluster import STOP_SIGNAL
 from llmstack.config import LoopConfig
-from llmstack.device import autocast_dtype, peak_flops
+from llmstack.device import autocast_dtype, peak_flops, synchronize
 from llmstack.distributed import Dist, all_reduce_sum
 from llmstack.loggers import Sinks, Tracking
 from llmstack.model import GPT
@@ -236,8 +236,7 @@ class Trainer:
         for opt in self.opts:
             opt.step()
         self.model.zero_grad(set_to_none=True)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(self.device)
 
     def fit(self) -> dict[str, Any] | None:
         """Train to `total_steps`; returns metrics.json's content, or None when stopped at `stop_at`."""
