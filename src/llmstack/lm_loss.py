@@ -34,9 +34,9 @@ def _chunk(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, softcap: flo
     """(loss sum, d loss/d h, d loss/d w) of one chunk, the gradients scaled by `weight`."""
     logits = softcap_logits((h @ w.t()).float(), softcap)
     if softcap <= NO_MAX_SOFTCAP:  # |logits| <= softcap: exp cannot overflow, so no max pass
-        weights = torch.exp(logits)
-        total = weights.sum(-1)
-        lse, grad = torch.log(total), weights / total[:, None]
+        exps = torch.exp(logits)
+        total = exps.sum(-1)
+        lse, grad = torch.log(total), exps / total[:, None]
     else:
         lse = torch.logsumexp(logits, dim=-1)
         grad = torch.exp(logits - lse[:, None])
